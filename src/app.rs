@@ -1,0 +1,130 @@
+//! Startup: turns `stork serve` flags into running stores, driver, servers and background tasks,
+//! and tears them down on SIGTERM/SIGINT.
+
+use std::{path::PathBuf, sync::Arc};
+
+use anyhow::{Context, bail};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::{
+    cli::{DriverKind, ServeArgs},
+    cluster::{self, ClusterView},
+    driver::{Driver, mock::MockDriver},
+    events::EventSink,
+    extender::{self, http::ExtenderState},
+    metrics::Metrics,
+    server::{self, Health, Listen, Servers},
+    tls,
+};
+
+/// A started stork: servers plus background tasks, stopped together.
+pub struct Running {
+    /// Bound listener addresses.
+    pub addrs: server::BoundAddrs,
+    /// The mock driver, when that is the driver (the demo edits its file).
+    pub mock: Option<Arc<MockDriver>>,
+    servers: Servers,
+    health: Health,
+    tasks: JoinSet<()>,
+    cancel: CancellationToken,
+}
+
+/// Validates flags and starts everything. Fails fast with the offending flag or file.
+pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    let ServeArgs { driver, mock_topology, objects, kubeconfig, listen, extender_listen, admin_listen, tls_cert, tls_key } =
+        args;
+    let cancel = CancellationToken::new();
+    let mut tasks = JoinSet::new();
+
+    let (driver, mock): (Arc<dyn Driver>, _) = match driver {
+        DriverKind::Mock => {
+            let path = mock_topology.context("--driver mock needs --mock-topology FILE")?;
+            let mock = Arc::new(MockDriver::load(&path)?);
+            tasks.spawn(mock.clone().watch(cancel.clone()));
+            (mock.clone(), Some(mock))
+        }
+        DriverKind::Csi => bail!("--driver csi is not available yet in this build; use --driver mock"),
+    };
+
+    let metrics = Metrics::new();
+    let (cluster, events) = match objects {
+        Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only()),
+        None => {
+            let client = kube_client(kubeconfig).await?;
+            let (view, writers) = ClusterView::new();
+            tasks.spawn(cluster::run_reflectors(client.clone(), view.clone(), writers, cancel.clone()));
+            let (events, drain) = EventSink::publishing(client.clone(), "stork", cancel.clone());
+            tasks.spawn(drain);
+            tasks.spawn(extender::placement::run(client, view.clone(), driver.clone(), metrics.clone(), cancel.clone()));
+            (view, events)
+        }
+    };
+
+    let https = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            let resolver = tls::ReloadingCertResolver::from_files(&cert, &key)?;
+            tasks.spawn(tls::watch_and_reload(resolver.clone(), cert, key, cancel.clone()));
+            Some((listen, tls::server_config(resolver)))
+        }
+        _ if extender_listen.is_some() => {
+            tracing::info!(%listen, "no --tls-cert/--tls-key: HTTPS listener disabled; extender on plain HTTP only");
+            None
+        }
+        _ => {
+            tracing::warn!(%listen, "no --tls-cert/--tls-key: the HTTPS listener (webhooks, extender) is disabled");
+            None
+        }
+    };
+    let health = Health::new(cluster.clone());
+    let state = ExtenderState { cluster, driver, events, metrics: metrics.clone() };
+    let servers = server::start(Listen { https, extender: extender_listen, admin: admin_listen }, state, health.clone(), metrics)?;
+    tracing::info!(addrs = ?servers.addrs, "stork serving");
+    Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
+}
+
+async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kc = kube::config::Kubeconfig::read_from(&path)
+                .with_context(|| format!("failed to read kubeconfig {}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
+        }
+        None => kube::Config::infer().await.context("failed to find a kubeconfig or in-cluster config")?,
+    };
+    Ok(kube::Client::try_from(config)?)
+}
+
+impl Running {
+    /// Stops serving: readiness goes false first, then listeners drain, then tasks end.
+    pub async fn stop(mut self) {
+        self.health.stopping();
+        self.servers.stop().await;
+        self.cancel.cancel();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Resolves on the first SIGTERM or SIGINT.
+pub async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = term => tracing::info!("SIGTERM received; shutting down"),
+        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received; shutting down"),
+    }
+}
+
+/// `stork serve`: runs until a shutdown signal.
+pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let running = start(args).await?;
+    shutdown_signal().await;
+    running.stop().await;
+    Ok(())
+}

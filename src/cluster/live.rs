@@ -1,0 +1,107 @@
+//! Live mode: reflectors keep the stores current; objects are trimmed to what decisions read,
+//! because a Node with its image list is tens of kilobytes and clusters have thousands.
+
+use std::{fmt::Debug, sync::atomic::Ordering};
+
+use futures::TryStreamExt;
+use k8s_openapi::api::{
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+    storage::v1::StorageClass,
+};
+use kube::{
+    Api, Client, Resource, ResourceExt,
+    runtime::{WatchStreamExt, reflector::store::Writer, watcher},
+};
+use serde::de::DeserializeOwned;
+use tokio_util::sync::CancellationToken;
+
+use super::{ClusterView, ClusterWriters};
+
+/// Runs the four reflectors until `cancel` fires; marks the view synced once every store has
+/// its initial list. Watch errors are retried with backoff and never end the loop.
+pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterWriters, cancel: CancellationToken) {
+    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced } = writers;
+    let sync = async {
+        let results = tokio::join!(
+            view.storage_classes.wait_until_ready(),
+            view.pvcs.wait_until_ready(),
+            view.pvs.wait_until_ready(),
+            view.nodes.wait_until_ready(),
+        );
+        if results.0.is_ok() && results.1.is_ok() && results.2.is_ok() && results.3.is_ok() {
+            synced.store(true, Ordering::Release);
+            tracing::info!(counts = ?view.counts(), "cluster caches synced");
+        }
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        _ = cancel.cancelled() => {}
+        _ = sync => {}
+        _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta) => {}
+        _ = reflect(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs, trim_pvc) => {}
+        _ = reflect(Api::<PersistentVolume>::all(client.clone()), pvs, trim_meta) => {}
+        _ = reflect(Api::<Node>::all(client), nodes, trim_node) => {}
+    }
+}
+
+async fn reflect<K>(api: Api<K>, writer: Writer<K>, trim: fn(&mut K))
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+{
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let stream = watcher(api, watcher::Config::default()).default_backoff().modify(trim).reflect(writer);
+    let mut stream = std::pin::pin!(stream.applied_objects());
+    loop {
+        match stream.try_next().await {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => tracing::warn!(%kind, error = %e, "watch failed; retrying with backoff"),
+        }
+    }
+}
+
+fn trim_meta<K: ResourceExt>(obj: &mut K) {
+    obj.managed_fields_mut().clear();
+    if let Some(a) = obj.meta_mut().annotations.as_mut() {
+        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+    }
+}
+
+fn trim_pvc(pvc: &mut PersistentVolumeClaim) {
+    trim_meta(pvc);
+    if let Some(status) = pvc.status.as_mut() {
+        status.conditions = None;
+        status.modify_volume_status = None;
+    }
+}
+
+/// Keeps name, labels, annotations, taints, addresses and conditions; drops images, node info,
+/// capacity and attached volumes, which are most of a Node's bytes.
+pub(crate) fn trim_node(node: &mut Node) {
+    trim_meta(node);
+    if let Some(status) = node.status.as_mut() {
+        status.images = None;
+        status.node_info = None;
+        status.capacity = None;
+        status.allocatable = None;
+        status.volumes_attached = None;
+        status.volumes_in_use = None;
+        status.daemon_endpoints = None;
+        status.config = None;
+        status.features = None;
+        status.runtime_handlers = None;
+        if let Some(conds) = status.conditions.as_mut() {
+            for c in conds {
+                c.message = None;
+                c.last_heartbeat_time = None;
+            }
+        }
+    }
+}
+
+impl Debug for ClusterView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterView").field("synced", &self.is_synced()).field("counts", &self.counts()).finish()
+    }
+}

@@ -1,0 +1,142 @@
+//! `ClusterView`: the cached Kubernetes objects decisions read — StorageClasses, PVCs, PVs and
+//! Nodes. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
+//! Both fill the same kube-runtime stores, so decision code cannot tell them apart.
+
+mod live;
+mod offline;
+pub mod pod;
+
+use std::sync::{
+    Arc,
+    atomic::{AtomicBool, Ordering},
+};
+
+use k8s_openapi::api::{
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+    storage::v1::StorageClass,
+};
+use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+
+pub use live::run_reflectors;
+pub use offline::{Objects, load_objects_file};
+
+/// Errors building or filling the cluster view.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The offline objects file could not be read.
+    #[error("failed to read objects file {path}")]
+    ReadObjects {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The offline objects file is not valid YAML of Kubernetes objects.
+    #[error("failed to parse objects file {path}: {message}")]
+    ParseObjects {
+        /// The file.
+        path: String,
+        /// What was wrong, with the document index.
+        message: String,
+    },
+}
+
+/// Read side of the cache. Cheap to clone; every clone sees the same stores.
+#[derive(Clone)]
+pub struct ClusterView {
+    storage_classes: Store<StorageClass>,
+    pvcs: Store<PersistentVolumeClaim>,
+    pvs: Store<PersistentVolume>,
+    nodes: Store<Node>,
+    synced: Arc<AtomicBool>,
+}
+
+/// Write side of the cache, consumed by the reflectors or the offline loader.
+pub struct ClusterWriters {
+    pub(crate) storage_classes: Writer<StorageClass>,
+    pub(crate) pvcs: Writer<PersistentVolumeClaim>,
+    pub(crate) pvs: Writer<PersistentVolume>,
+    pub(crate) nodes: Writer<Node>,
+    pub(crate) synced: Arc<AtomicBool>,
+}
+
+impl ClusterView {
+    /// Empty stores plus their writers; the view is not synced until the writers say so.
+    pub fn new() -> (Self, ClusterWriters) {
+        let (storage_classes, sc_w) = reflector::store();
+        let (pvcs, pvc_w) = reflector::store();
+        let (pvs, pv_w) = reflector::store();
+        let (nodes, node_w) = reflector::store();
+        let synced = Arc::new(AtomicBool::new(false));
+        let view = Self { storage_classes, pvcs, pvs, nodes, synced: synced.clone() };
+        let writers = ClusterWriters { storage_classes: sc_w, pvcs: pvc_w, pvs: pv_w, nodes: node_w, synced };
+        (view, writers)
+    }
+
+    /// True once every store has its initial list (readiness).
+    pub fn is_synced(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// A PVC by namespace and name.
+    pub fn pvc(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
+        self.pvcs.get(&ObjectRef::new(name).within(namespace))
+    }
+
+    /// A PV by name.
+    pub fn pv(&self, name: &str) -> Option<Arc<PersistentVolume>> {
+        self.pvs.get(&ObjectRef::new(name))
+    }
+
+    /// A StorageClass by name.
+    pub fn storage_class(&self, name: &str) -> Option<Arc<StorageClass>> {
+        self.storage_classes.get(&ObjectRef::new(name))
+    }
+
+    /// A Node by name.
+    pub fn node(&self, name: &str) -> Option<Arc<Node>> {
+        self.nodes.get(&ObjectRef::new(name))
+    }
+
+    /// Object counts per kind, for logs and readiness detail.
+    pub fn counts(&self) -> [(&'static str, usize); 4] {
+        [
+            ("storageclasses", self.storage_classes.len()),
+            ("persistentvolumeclaims", self.pvcs.len()),
+            ("persistentvolumes", self.pvs.len()),
+            ("nodes", self.nodes.len()),
+        ]
+    }
+
+    /// The StorageClass a PVC names (`spec.storageClassName`, or the beta annotation).
+    pub fn class_of(&self, pvc: &PersistentVolumeClaim) -> Option<Arc<StorageClass>> {
+        storage_class_name(pvc).and_then(|name| self.storage_class(name))
+    }
+}
+
+/// The class name of a PVC: `spec.storageClassName`, else the legacy beta annotation.
+pub fn storage_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    let spec = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
+    spec.or_else(|| {
+        pvc.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("volume.beta.kubernetes.io/storage-class"))
+            .map(String::as_str)
+    })
+    .filter(|n| !n.is_empty())
+}
+
+/// `status.addresses` of a Node as (type, address) pairs.
+pub fn node_addresses(node: &Node) -> Vec<(&str, &str)> {
+    node.status
+        .as_ref()
+        .and_then(|s| s.addresses.as_ref())
+        .map(|a| a.iter().map(|a| (a.type_.as_str(), a.address.as_str())).collect())
+        .unwrap_or_default()
+}
+
+/// Builders used by unit tests across modules.
+#[cfg(test)]
+pub mod fixtures;

@@ -1,0 +1,174 @@
+//! Storage drivers: the trait every storage system plugs in through, and the pod-volume
+//! resolution shared by all of them.
+//!
+//! Driver methods answer from the driver's own cache: they are called on request paths.
+
+mod inventory;
+pub mod mock;
+mod types;
+
+use std::{collections::BTreeMap, sync::Arc};
+
+use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+
+pub use inventory::{NodeIdentity, NodeInventory};
+pub use types::{DriverNode, NodeStatus, PodVolume, PodVolumes, Volume};
+
+use crate::cluster::{ClusterView, pod::PodFacts};
+
+/// Errors from drivers.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The driver cannot answer right now (not loaded, control plane unreachable).
+    #[error("storage driver {driver} is unavailable: {reason}")]
+    Unavailable {
+        /// Driver name.
+        driver: String,
+        /// Why.
+        reason: String,
+    },
+    /// The mock topology file could not be read.
+    #[error("failed to read mock topology {path}")]
+    ReadTopology {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mock topology file is invalid.
+    #[error("failed to parse mock topology {path}: {message}")]
+    Topology {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Why a pod's volumes could not be resolved.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VolumesError {
+    /// A claim the pod names is not in the cache.
+    #[error("pvc {claim} (pod volume {volume}) was not found")]
+    PvcNotFound {
+        /// `namespace/name`.
+        claim: String,
+        /// The pod volume that names it.
+        volume: String,
+    },
+    /// A driver claim is not bound and its class binds immediately.
+    #[error("pvc {claim} is pending: waiting for it to be bound")]
+    PvcPending {
+        /// `namespace/name`.
+        claim: String,
+    },
+    /// The driver could not answer.
+    #[error("{0}")]
+    Driver(String),
+}
+
+/// A storage system as stork sees it.
+pub trait Driver: Send + Sync + 'static {
+    /// Short name for logs and metrics.
+    fn name(&self) -> &str;
+
+    /// Whether this driver provisions volumes for a StorageClass provisioner or CSI driver name.
+    fn owns_provisioner(&self, provisioner: &str) -> bool;
+
+    /// The node inventory, from the driver's cache.
+    fn nodes(&self) -> Result<Arc<NodeInventory>, Error>;
+
+    /// The driver volume behind a bound PV; `None` if the driver does not know it.
+    fn volume(&self, pv: &PersistentVolume) -> Result<Option<Arc<Volume>>, Error>;
+
+    /// Name prefix of the driver's own CSI controller pods, which are placed on any healthy
+    /// driver node instead of by volume locality.
+    fn csi_pod_prefix(&self) -> Option<&str> {
+        None
+    }
+
+    /// Whether a PVC is this driver's: its class's provisioner, its PV's CSI driver, or the
+    /// provisioner the PV controller assigned (GA or beta annotation).
+    fn owns_pvc(&self, pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
+        if let Some(class) = cluster.class_of(pvc)
+            && self.owns_provisioner(&class.provisioner)
+        {
+            return true;
+        }
+        let annotated = pvc.metadata.annotations.as_ref().is_some_and(|a| {
+            ["volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner"]
+                .iter()
+                .filter_map(|k| a.get(*k))
+                .any(|p| self.owns_provisioner(p))
+        });
+        annotated || bound_pv(pvc, cluster).is_some_and(|pv| self.owns_pv(&pv))
+    }
+
+    /// Whether a PV is this driver's (its CSI driver name).
+    fn owns_pv(&self, pv: &PersistentVolume) -> bool {
+        pv.spec.as_ref().and_then(|s| s.csi.as_ref()).is_some_and(|c| self.owns_provisioner(&c.driver))
+    }
+}
+
+fn bound_pv(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> Option<Arc<PersistentVolume>> {
+    let name = pvc.spec.as_ref()?.volume_name.as_deref().filter(|n| !n.is_empty())?;
+    cluster.pv(name)
+}
+
+/// Whether a PVC waits for its first consumer before binding.
+fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
+    cluster.class_of(pvc).is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+}
+
+/// Resolves the driver volumes a pod uses, from cached objects and the driver's cache.
+///
+/// Claims of other drivers are skipped. An unbound claim of a `WaitForFirstConsumer` class is
+/// a pending volume; any other unbound claim is [`VolumesError::PvcPending`]. A bound volume the
+/// driver does not know is kept without replicas, so it neither blocks nor steers placement.
+/// Effective labels are StorageClass parameters, overlaid by the volume's labels, overlaid by
+/// the PVC's annotations, so every knob can be set at any of the three levels.
+pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -> Result<PodVolumes, VolumesError> {
+    let ns = pod.metadata.namespace.as_str();
+    let mut out = PodVolumes::default();
+    for (volume, claim_name) in pod.claims() {
+        let claim = format!("{ns}/{claim_name}");
+        let Some(pvc) = cluster.pvc(ns, &claim_name) else {
+            return Err(VolumesError::PvcNotFound { claim, volume: volume.to_string() });
+        };
+        if !driver.owns_pvc(&pvc, cluster) {
+            continue;
+        }
+        let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+        let pv = bound.then(|| bound_pv(&pvc, cluster)).flatten();
+        let Some(pv) = pv else {
+            if is_wait_for_first_consumer(&pvc, cluster) {
+                out.pending_wffc.push(claim);
+                continue;
+            }
+            return Err(VolumesError::PvcPending { claim });
+        };
+        let vol = driver.volume(&pv).map_err(|e| VolumesError::Driver(e.to_string()))?;
+        let vol = vol.unwrap_or_else(|| {
+            tracing::debug!(pv = pv.metadata.name.as_deref().unwrap_or(""), "volume unknown to the driver");
+            Arc::new(Volume { id: pv.metadata.name.clone().unwrap_or_default(), ..Volume::default() })
+        });
+        let mut labels: BTreeMap<String, String> =
+            cluster.class_of(&pvc).and_then(|c| c.parameters.clone()).unwrap_or_default();
+        labels.extend(vol.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(a) = &pvc.metadata.annotations {
+            labels.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        out.bound.push(PodVolume { claim, volume: vol, labels });
+    }
+    Ok(out)
+}
+
+/// Whether a claim is annotated as being restored in place (value exactly `"true"`).
+pub fn restore_in_progress(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(crate::knobs::RESTORE_IN_PROGRESS))
+        .is_some_and(|v| v == "true")
+}

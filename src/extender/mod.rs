@@ -1,0 +1,111 @@
+//! The scheduler extender: `/filter` and `/prioritize` for a kube-scheduler profile.
+//!
+//! `http.rs` is the envelope (read body, decode, snapshot, encode); `filter.rs` and
+//! `prioritize.rs` are pure decisions over the cached cluster view and driver state.
+
+pub mod filter;
+pub mod http;
+pub mod placement;
+pub mod prioritize;
+pub mod wire;
+
+use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+
+use crate::{
+    cluster::{ClusterView, pod::PodFacts},
+    driver::{Driver, NodeIdentity},
+};
+
+/// Reason of events for pods that cannot be placed.
+pub const UNRESOLVABLE_EVENT: &str = "FailedScheduling";
+/// Largest request body accepted: a full Node list of a large cluster runs to tens of MB.
+pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// Everything a decision reads: the pod and snapshots of cluster and driver state.
+pub struct Inputs<'a> {
+    /// The pod being scheduled.
+    pub pod: &'a PodFacts,
+    /// Cached Kubernetes objects.
+    pub cluster: &'a ClusterView,
+    /// The storage driver (answers from its cache).
+    pub driver: &'a dyn Driver,
+}
+
+impl Inputs<'_> {
+    /// The driver's own CSI controller pods are placed by driver health alone.
+    fn is_csi_pod(&self) -> bool {
+        self.driver.csi_pod_prefix().is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
+    }
+}
+
+/// A node offered by the scheduler, with the facts decisions read.
+#[derive(Debug, Clone, Default)]
+pub struct Candidate<'a> {
+    /// `metadata.name`.
+    pub name: &'a str,
+    /// `status.addresses` as (type, address).
+    pub addresses: Vec<(&'a str, &'a str)>,
+    /// The storage operator marked the node unschedulable.
+    pub storage_unschedulable: bool,
+}
+
+impl Candidate<'_> {
+    /// The identity used to find the node's driver entries.
+    pub fn identity(&self) -> NodeIdentity<'_> {
+        NodeIdentity { name: self.name, addresses: &self.addresses }
+    }
+}
+
+/// Errors of the extender endpoints; the HTTP status of each is decided in one place below.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body is larger than [`MAX_BODY_BYTES`].
+    #[error("request body is larger than the limit of {limit} bytes")]
+    BodyTooLarge {
+        /// The limit.
+        limit: usize,
+    },
+    /// The body could not be read from the connection.
+    #[error("failed to read request body: {0}")]
+    Body(#[source] actix_web::error::PayloadError),
+    /// The body is not ExtenderArgs JSON.
+    #[error("failed to decode ExtenderArgs: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// ExtenderArgs without a Pod.
+    #[error("ExtenderArgs has no Pod")]
+    MissingPod,
+    /// ExtenderArgs with neither Nodes nor NodeNames.
+    #[error("ExtenderArgs has neither Nodes nor NodeNames")]
+    MissingNodes,
+    /// The response could not be encoded.
+    #[error("failed to encode response: {0}")]
+    Encode(#[source] serde_json::Error),
+}
+
+impl Error {
+    /// Label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::Body(_) => "body",
+            Self::Decode(_) => "decode",
+            Self::MissingPod => "missing_pod",
+            Self::MissingNodes => "missing_nodes",
+            Self::Encode(_) => "encode",
+        }
+    }
+}
+
+impl ResponseError for Error {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => StatusCode::BAD_REQUEST,
+            Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
+    }
+}

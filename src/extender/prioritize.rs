@@ -1,0 +1,158 @@
+//! `/prioritize`: rank nodes by how close they are to the pod's volume replicas. Pure.
+//!
+//! Scores are Stork's raw scale, summed over volumes and deliberately not clamped to the
+//! extender maximum of 10: with the scheduler's weight, a replica node outweighs every
+//! default plugin together, which is what makes placement hyperconverged.
+
+use std::collections::BTreeSet;
+
+use super::{Candidate, Inputs};
+use crate::{
+    driver::{self, DriverNode, NodeStatus, PodVolume},
+    events::PodEvent,
+    knobs,
+};
+
+/// A node holding a replica.
+pub const NODE_SCORE: i64 = 100;
+/// A node in the same rack as a replica.
+pub const RACK_SCORE: i64 = 50;
+/// A node in the same zone as a replica.
+pub const ZONE_SCORE: i64 = 25;
+/// A node in the same region as a replica.
+pub const REGION_SCORE: i64 = 10;
+/// A healthy driver node with no locality to any replica.
+pub const DEFAULT_SCORE: i64 = 5;
+/// A node where the driver does not serve: not a driver node, or Offline/Degraded.
+pub const INVALID_SCORE: i64 = 0;
+/// Reason of the event recorded when no replica node was offered to the pod.
+pub const NON_OPTIMUM_EVENT: &str = "NonOptimumScheduling";
+
+/// Scores in request order, plus an optional event for the pod.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Scores {
+    /// One score per request node.
+    pub scores: Vec<i64>,
+    /// An event to record on the pod.
+    pub event: Option<PodEvent>,
+}
+
+/// Scores `nodes` for `input.pod`.
+pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
+    let defaults = || Scores { scores: vec![DEFAULT_SCORE; nodes.len()], event: None };
+    let Ok(inventory) = input.driver.nodes() else { return defaults() };
+    let mut scratch = Vec::new();
+    let matched: Vec<Option<&DriverNode>> = nodes
+        .iter()
+        .map(|n| inventory.best_match(n.identity(), &mut scratch).map(|i| inventory.get(i)))
+        .collect();
+    if input.is_csi_pod() {
+        let scores = matched
+            .iter()
+            .map(|d| match d.map(|d| d.status) {
+                Some(NodeStatus::Online) => NODE_SCORE,
+                Some(NodeStatus::StorageDown | NodeStatus::Degraded) => NODE_SCORE / 2,
+                Some(NodeStatus::Offline) | None => INVALID_SCORE,
+            })
+            .collect();
+        return Scores { scores, event: None };
+    }
+    if knobs::flag(&input.pod.metadata.annotations, knobs::DISABLE_HYPERCONVERGENCE, false) {
+        return defaults();
+    }
+    let volumes = match driver::pod_volumes(input.driver, input.cluster, input.pod) {
+        Ok(v) if !v.bound.is_empty() => v.bound,
+        // Prioritize errors are ignored by the scheduler; neutral scores say the same thing.
+        _ => return defaults(),
+    };
+
+    let mut totals = vec![0i64; nodes.len()];
+    let mut anti_replicas: BTreeSet<&str> = BTreeSet::new();
+    let mut far_volumes: Vec<&PodVolume> = Vec::new();
+    for v in &volumes {
+        if knobs::flag(&v.labels, knobs::SKIP_SCHEDULER_SCORING, false) || v.volume.windows {
+            continue;
+        }
+        if v.volume.anti_hyperconvergence && knobs::flag(&v.labels, knobs::PREFER_REMOTE_NODE, true) {
+            anti_replicas.extend(v.volume.replicas.iter().map(String::as_str));
+            continue;
+        }
+        // Deviation from Stork: an Offline or Degraded replica gives no locality at all.
+        let replicas: Vec<&DriverNode> = v
+            .volume
+            .replicas
+            .iter()
+            .filter_map(|id| inventory.by_id(id))
+            .filter(|d| d.status.is_schedulable())
+            .collect();
+        let mut offered = false;
+        for (total, d) in totals.iter_mut().zip(&matched) {
+            if let Some(d) = d.filter(|d| d.status.is_schedulable()) {
+                offered |= replicas.iter().any(|r| r.id == d.id);
+                *total += locality_score(d, &replicas);
+            }
+        }
+        if !offered {
+            far_volumes.push(v);
+        }
+    }
+
+    let healthy = |d: &Option<&DriverNode>| d.is_some_and(|d| d.status.is_schedulable());
+    if !anti_replicas.is_empty() {
+        // Anti-hyperconvergence: replica nodes drop to the default, healthy others gain a replica's worth.
+        for (total, d) in totals.iter_mut().zip(&matched) {
+            match d {
+                Some(d) if anti_replicas.contains(d.id.as_str()) => *total = DEFAULT_SCORE,
+                Some(d) if d.status == NodeStatus::Online => *total += NODE_SCORE,
+                _ => {}
+            }
+        }
+    }
+    let scores = totals
+        .iter()
+        .zip(&matched)
+        .map(|(&t, d)| match (healthy(d), t) {
+            (false, _) => INVALID_SCORE,
+            (true, 0) => DEFAULT_SCORE,
+            (true, t) => t,
+        })
+        .collect();
+    let event = (anti_replicas.is_empty() && !far_volumes.is_empty()).then(|| non_optimum_event(&far_volumes, &inventory));
+    Scores { scores, event }
+}
+
+/// Score of one healthy driver node for one volume: replica > same rack > same zone > same
+/// region, each level compared with every healthy replica; halved when the node's storage is down.
+/// Deviation from Stork: a node without rack information never counts as "same rack".
+pub fn locality_score(d: &DriverNode, replicas: &[&DriverNode]) -> i64 {
+    let any = |same: &dyn Fn(&DriverNode) -> bool| replicas.iter().any(|r| same(r));
+    let full = if any(&|r| r.id == d.id) {
+        NODE_SCORE
+    } else if !d.rack.is_empty() && any(&|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region) {
+        RACK_SCORE
+    } else if !d.zone.is_empty() && any(&|r| r.zone == d.zone && r.region == d.region) {
+        ZONE_SCORE
+    } else if !d.region.is_empty() && any(&|r| r.region == d.region) {
+        REGION_SCORE
+    } else {
+        0
+    };
+    if d.status == NodeStatus::StorageDown { full / 2 } else { full }
+}
+
+fn non_optimum_event(far: &[&PodVolume], inventory: &driver::NodeInventory) -> PodEvent {
+    let vols: Vec<&str> = far.iter().map(|v| v.volume.id.as_str()).collect();
+    let nodes: BTreeSet<&str> = far
+        .iter()
+        .flat_map(|v| v.volume.replicas.iter())
+        .map(|id| inventory.by_id(id).map_or(id.as_str(), |d| d.name.as_str()))
+        .collect();
+    PodEvent::warning(
+        NON_OPTIMUM_EVENT,
+        format!(
+            "Unable to schedule pod using volumes {vols:?} in a hyperconverged fashion. Make sure you have enough \
+             CPU and memory resources available on these nodes: {:?}",
+            nodes.into_iter().collect::<Vec<_>>()
+        ),
+    )
+}

@@ -1,0 +1,47 @@
+//! Annotation and label names users set to steer stork, and how their values are read.
+
+use std::collections::BTreeMap;
+
+/// Pod annotation: schedule only on nodes holding a replica of every volume.
+pub const PREFER_LOCAL_NODE_ONLY: &str = "stork.libopenstorage.org/preferLocalNodeOnly";
+/// Volume label: with anti-hyperconvergence, never place the pod on a replica node.
+pub const PREFER_REMOTE_NODE_ONLY: &str = "stork.libopenstorage.org/preferRemoteNodeOnly";
+/// Volume label: with anti-hyperconvergence, prefer non-replica nodes (default true).
+pub const PREFER_REMOTE_NODE: &str = "stork.libopenstorage.org/preferRemoteNode";
+/// Volume label: leave this volume out of scoring.
+pub const SKIP_SCHEDULER_SCORING: &str = "stork.libopenstorage.org/skipSchedulerScoring";
+/// Pod annotation: no locality scoring for this pod.
+pub const DISABLE_HYPERCONVERGENCE: &str = "stork.libopenstorage.org/disableHyperconvergence";
+/// Node annotation: the storage operator marked this node unschedulable.
+pub const NODE_UNSCHEDULABLE: &str = "operator.libopenstorage.org/unschedulable";
+/// PVC annotation: an in-place restore is running; pods must wait (value exactly `"true"`).
+pub const RESTORE_IN_PROGRESS: &str = "stork.libopenstorage.org/restore-in-progress";
+
+/// Go's `strconv.ParseBool`, which Stork uses for every knob: anything else is `None`.
+pub fn parse_bool(value: &str) -> Option<bool> {
+    match value {
+        "1" | "t" | "T" | "TRUE" | "true" | "True" => Some(true),
+        "0" | "f" | "F" | "FALSE" | "false" | "False" => Some(false),
+        _ => None,
+    }
+}
+
+/// A boolean knob from a map; missing or unparsable values give `default`, as in Stork.
+pub fn flag(map: &BTreeMap<String, String>, key: &str, default: bool) -> bool {
+    map.get(key).and_then(|v| parse_bool(v)).unwrap_or(default)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn go_parse_bool_spellings_are_accepted_and_others_fall_back_to_the_default() {
+        let mut m = BTreeMap::new();
+        for (v, want) in [("T", true), ("1", true), ("False", false), ("yes", true), ("", true)] {
+            m.insert("k".to_string(), v.to_string());
+            assert_eq!(flag(&m, "k", true), want, "value {v:?}");
+        }
+        assert!(!flag(&BTreeMap::new(), "k", false));
+    }
+}

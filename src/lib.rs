@@ -1,0 +1,18 @@
+//! stork: a storage-aware scheduling companion for Kubernetes.
+//!
+//! Surfaces: the scheduler extender ([`extender`]), and the admin endpoints ([`server`]).
+//! Decisions read cached state only: [`cluster::ClusterView`] and a [`driver::Driver`].
+
+pub mod app;
+pub mod cli;
+pub mod cluster;
+pub mod demo;
+pub mod driver;
+pub mod events;
+pub mod extender;
+pub mod knobs;
+pub mod metrics;
+pub mod server;
+pub mod telemetry;
+pub mod tls;
+pub mod watch;

@@ -1,0 +1,24 @@
+use clap::Parser;
+use stork::{
+    app,
+    cli::{Cli, Command},
+    demo, telemetry, tls,
+};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    tls::install_crypto_provider();
+    // The demo prints its own table; only problems should interrupt it.
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
+    telemetry::init(cli.log_json, default_level);
+    match cli.command {
+        Command::Serve(args) => app::serve(args).await,
+        Command::Demo(args) => demo::run(args).await,
+        Command::Certs(args) => {
+            let written = tls::write_dev_certs(&args.out, &args.dns)?;
+            tracing::info!(?written, "certificates written");
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! One prometheus-client registry; each surface owns a metrics struct registered into it.
+
+use std::{sync::Arc, time::Instant};
+
+use prometheus_client::{
+    encoding::{EncodeLabelSet, text::encode},
+    metrics::{
+        counter::Counter,
+        family::Family,
+        gauge::Gauge,
+        histogram::{Histogram, exponential_buckets},
+    },
+    registry::Registry,
+};
+
+/// The process-wide registry plus every component's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Scheduler extender metrics.
+    pub extender: ExtenderMetrics,
+    /// Hyperconvergence gauges, per pod.
+    pub placement: PlacementMetrics,
+}
+
+impl Metrics {
+    /// Creates and registers all metrics.
+    pub fn new() -> Arc<Self> {
+        let mut registry = Registry::default();
+        let extender = ExtenderMetrics::register(&mut registry);
+        let placement = PlacementMetrics::register(&mut registry);
+        Arc::new(Self { registry, extender, placement })
+    }
+
+    /// Text exposition format for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing into a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// Label set with the extender verb.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct VerbLabels {
+    /// `filter` or `prioritize`.
+    pub verb: &'static str,
+}
+
+/// Label set for request failures.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    /// The verb.
+    pub verb: &'static str,
+    /// The error variant.
+    pub error: &'static str,
+}
+
+/// Scheduler extender metrics (`stork_extender_*`).
+pub struct ExtenderMetrics {
+    latency: Family<VerbLabels, Histogram>,
+    failures: Family<ErrorLabels, Counter>,
+}
+
+impl ExtenderMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let latency = Family::<VerbLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
+        });
+        let failures = Family::<ErrorLabels, Counter>::default();
+        let sub = r.sub_registry_with_prefix("stork_extender");
+        sub.register("request_duration_seconds", "Extender request latency by verb, body read to response", latency.clone());
+        sub.register("request_failures", "Extender requests answered with an error status", failures.clone());
+        Self { latency, failures }
+    }
+
+    /// Starts timing a request; the duration is observed when the guard drops.
+    pub fn time(&self, verb: &'static str) -> Timer {
+        Timer { hist: self.latency.get_or_create(&VerbLabels { verb }).clone(), start: Instant::now() }
+    }
+
+    /// Counts a failed request.
+    pub fn failed(&self, verb: &'static str, error: &'static str) {
+        self.failures.get_or_create(&ErrorLabels { verb, error }).inc();
+    }
+}
+
+/// Observes elapsed time into a histogram on drop.
+pub struct Timer {
+    hist: Histogram,
+    start: Instant,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        self.hist.observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Labels of the per-pod placement gauges, as in Stork.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PodLabels {
+    /// Pod name.
+    pub pod: String,
+    /// Pod namespace.
+    pub namespace: String,
+}
+
+/// Stork's hyperconvergence gauges: exactly one of the three is 1 for each running driver pod.
+pub struct PlacementMetrics {
+    /// The pod runs on the node holding most of its volumes' replicas.
+    pub hyperconverged: Family<PodLabels, Gauge>,
+    /// The pod runs on a node with some replicas, not the most.
+    pub semi_hyperconverged: Family<PodLabels, Gauge>,
+    /// The pod runs on a node with no replica.
+    pub non_hyperconverged: Family<PodLabels, Gauge>,
+}
+
+impl PlacementMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self {
+            hyperconverged: Family::default(),
+            semi_hyperconverged: Family::default(),
+            non_hyperconverged: Family::default(),
+        };
+        // Stork's names end in `_total` although they are gauges; keep them so dashboards work.
+        r.register("stork_hyperconverged_pods_total", "Pods on the node with the most replicas of their volumes", m.hyperconverged.clone());
+        r.register("stork_semi_hyperconverged_pods_total", "Pods on a node with some replicas of their volumes", m.semi_hyperconverged.clone());
+        r.register("stork_non_hyperconverged_pods_total", "Pods on a node with no replica of their volumes", m.non_hyperconverged.clone());
+        m
+    }
+}
