@@ -10,6 +10,8 @@ pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod extender;
+#[cfg(test)]
+mod fixtures;
 pub mod knobs;
 pub mod metrics;
 pub mod server;

@@ -28,7 +28,11 @@ impl Metrics {
         let mut registry = Registry::default();
         let extender = ExtenderMetrics::register(&mut registry);
         let placement = PlacementMetrics::register(&mut registry);
-        Arc::new(Self { registry, extender, placement })
+        Arc::new(Self {
+            registry,
+            extender,
+            placement,
+        })
     }
 
     /// Text exposition format for `/metrics`.
@@ -69,19 +73,32 @@ impl ExtenderMetrics {
         });
         let failures = Family::<ErrorLabels, Counter>::default();
         let sub = r.sub_registry_with_prefix("stork_extender");
-        sub.register("request_duration_seconds", "Extender request latency by verb, body read to response", latency.clone());
-        sub.register("request_failures", "Extender requests answered with an error status", failures.clone());
+        sub.register(
+            "request_duration_seconds",
+            "Extender request latency by verb, body read to response",
+            latency.clone(),
+        );
+        sub.register(
+            "request_failures",
+            "Extender requests answered with an error status",
+            failures.clone(),
+        );
         Self { latency, failures }
     }
 
     /// Starts timing a request; the duration is observed when the guard drops.
     pub fn time(&self, verb: &'static str) -> Timer {
-        Timer { hist: self.latency.get_or_create(&VerbLabels { verb }).clone(), start: Instant::now() }
+        Timer {
+            hist: self.latency.get_or_create(&VerbLabels { verb }).clone(),
+            start: Instant::now(),
+        }
     }
 
     /// Counts a failed request.
     pub fn failed(&self, verb: &'static str, error: &'static str) {
-        self.failures.get_or_create(&ErrorLabels { verb, error }).inc();
+        self.failures
+            .get_or_create(&ErrorLabels { verb, error })
+            .inc();
     }
 }
 
@@ -124,9 +141,21 @@ impl PlacementMetrics {
             non_hyperconverged: Family::default(),
         };
         // Stork's names end in `_total` although they are gauges; keep them so dashboards work.
-        r.register("stork_hyperconverged_pods_total", "Pods on the node with the most replicas of their volumes", m.hyperconverged.clone());
-        r.register("stork_semi_hyperconverged_pods_total", "Pods on a node with some replicas of their volumes", m.semi_hyperconverged.clone());
-        r.register("stork_non_hyperconverged_pods_total", "Pods on a node with no replica of their volumes", m.non_hyperconverged.clone());
+        r.register(
+            "stork_hyperconverged_pods_total",
+            "Pods on the node with the most replicas of their volumes",
+            m.hyperconverged.clone(),
+        );
+        r.register(
+            "stork_semi_hyperconverged_pods_total",
+            "Pods on a node with some replicas of their volumes",
+            m.semi_hyperconverged.clone(),
+        );
+        r.register(
+            "stork_non_hyperconverged_pods_total",
+            "Pods on a node with no replica of their volumes",
+            m.non_hyperconverged.clone(),
+        );
         m
     }
 }

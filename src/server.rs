@@ -41,7 +41,10 @@ pub struct Health {
 impl Health {
     /// Readiness follows the cluster caches, and turns false as soon as shutdown begins.
     pub fn new(cluster: ClusterView) -> Self {
-        Self { cluster, stopping: Arc::new(AtomicBool::new(false)) }
+        Self {
+            cluster,
+            stopping: Arc::new(AtomicBool::new(false)),
+        }
     }
 
     /// Marks the process as shutting down.
@@ -53,7 +56,10 @@ impl Health {
         if self.stopping.load(Ordering::Acquire) {
             Err("shutting down".into())
         } else if !self.cluster.is_synced() {
-            Err(format!("cluster caches not synced yet: {:?}", self.cluster.counts()))
+            Err(format!(
+                "cluster caches not synced yet: {:?}",
+                self.cluster.counts()
+            ))
         } else {
             Ok(())
         }
@@ -94,41 +100,66 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 /// Binds and starts every listener. Signals are handled by the caller, not by actix.
-pub fn start(listen: Listen, extender: ExtenderState, health: Health, metrics: Arc<Metrics>) -> Result<Servers, Error> {
-    let mut servers = Servers { addrs: BoundAddrs { https: None, extender: None, admin: listen.admin }, handles: vec![], tasks: vec![] };
+pub fn start(
+    listen: Listen,
+    extender: ExtenderState,
+    health: Health,
+    metrics: Arc<Metrics>,
+) -> Result<Servers, Error> {
+    let mut servers = Servers {
+        addrs: BoundAddrs {
+            https: None,
+            extender: None,
+            admin: listen.admin,
+        },
+        handles: vec![],
+        tasks: vec![],
+    };
     if let Some((addr, tls)) = listen.https {
         let lst = bind(addr)?;
         servers.addrs.https = lst.local_addr().ok();
         let ext = extender.clone();
-        let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .listen_rustls_0_23(lst, tls)
-            .map_err(|source| Error::Bind { addr, source })?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new().configure(crate::extender::http::configure(ext.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen_rustls_0_23(lst, tls)
+        .map_err(|source| Error::Bind { addr, source })?
+        .run();
         servers.push(server);
     }
     if let Some(addr) = listen.extender {
         let lst = bind(addr)?;
         servers.addrs.extender = lst.local_addr().ok();
         let ext = extender.clone();
-        let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .listen(lst)
-            .map_err(|source| Error::Bind { addr, source })?
-            .run();
-        servers.push(server);
-    }
-    let lst = bind(listen.admin)?;
-    servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind { addr: listen.admin, source })?;
-    let server = HttpServer::new(move || App::new().configure(admin_routes(health.clone(), metrics.clone())))
-        .workers(1)
+        let server = HttpServer::new(move || {
+            App::new().configure(crate::extender::http::configure(ext.clone()))
+        })
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .listen(lst)
-        .map_err(|source| Error::Bind { addr: listen.admin, source })?
+        .map_err(|source| Error::Bind { addr, source })?
         .run();
+        servers.push(server);
+    }
+    let lst = bind(listen.admin)?;
+    servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind {
+        addr: listen.admin,
+        source,
+    })?;
+    let server = HttpServer::new(move || {
+        App::new().configure(admin_routes(health.clone(), metrics.clone()))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(lst)
+    .map_err(|source| Error::Bind {
+        addr: listen.admin,
+        source,
+    })?
+    .run();
     servers.push(server);
     Ok(servers)
 }
@@ -159,7 +190,10 @@ pub fn admin_routes(health: Health, metrics: Arc<Metrics>) -> impl FnOnce(&mut w
     move |cfg| {
         cfg.app_data(web::Data::new(health))
             .app_data(web::Data::new(metrics))
-            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }))
+            .route(
+                "/healthz",
+                web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+            )
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_handler));
     }

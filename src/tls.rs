@@ -166,7 +166,9 @@ impl ReloadingCertResolver {
     /// The `notAfter` of the certificate currently served, for expiry logging and metrics.
     pub fn current_not_after(&self) -> Option<SystemTime> {
         let (_, not_after) = describe(&self.current.load())?;
-        u64::try_from(not_after).ok().map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+        u64::try_from(not_after)
+            .ok()
+            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
     }
 }
 
@@ -177,7 +179,10 @@ impl ResolvesServerCert for ReloadingCertResolver {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
+    fs::read(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
@@ -188,21 +193,30 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
     let chain = CertificateDer::pem_slice_iter(&read(cert_path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_err(cert_path))?;
-    let leaf = chain.first().ok_or_else(|| Error::NoCertificate { path: cert_path.to_path_buf() })?;
+    let leaf = chain.first().ok_or_else(|| Error::NoCertificate {
+        path: cert_path.to_path_buf(),
+    })?;
     // Checked here so a corrupt DER body is reported as such, not as a key mismatch.
-    x509_parser::parse_x509_certificate(leaf)
-        .map_err(|source| Error::Certificate { path: cert_path.to_path_buf(), source })?;
+    x509_parser::parse_x509_certificate(leaf).map_err(|source| Error::Certificate {
+        path: cert_path.to_path_buf(),
+        source,
+    })?;
 
     let key = PrivateKeyDer::from_pem_slice(&read(key_path)?).map_err(pem_err(key_path))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|source| Error::Key { path: key_path.to_path_buf(), source })?;
+        .map_err(|source| Error::Key {
+            path: key_path.to_path_buf(),
+            source,
+        })?;
 
     let pair = CertifiedKey::new(chain, signing_key);
     match pair.keys_match() {
         // Unknown: the provider cannot expose the public key; rustls' own `from_der` accepts that.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
+            Ok(pair)
+        }
         Err(source) => Err(Error::KeyMismatch {
             cert: cert_path.to_path_buf(),
             key: key_path.to_path_buf(),
@@ -214,7 +228,10 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
 /// Serial (colon-separated hex) and `notAfter` (Unix seconds) of the leaf certificate.
 fn describe(pair: &CertifiedKey) -> Option<(String, i64)> {
     let (_, cert) = x509_parser::parse_x509_certificate(pair.cert.first()?).ok()?;
-    Some((cert.raw_serial_as_string(), cert.validity().not_after.timestamp()))
+    Some((
+        cert.raw_serial_as_string(),
+        cert.validity().not_after.timestamp(),
+    ))
 }
 
 /// A rustls server config resolving certificates through `resolver`, without client auth.
@@ -298,7 +315,9 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
     let now = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
 
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(Error::Generate)?;
-    ca_params.distinguished_name.push(DnType::CommonName, "stork development CA");
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "stork development CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca_params.not_before = now;
@@ -313,7 +332,9 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
         }
     }
     let mut params = CertificateParams::new(sans).map_err(Error::Generate)?;
-    params.distinguished_name.push(DnType::CommonName, "stork webhook");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "stork webhook");
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
@@ -330,7 +351,10 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
 /// SANs are as for [`generate_ca_and_serving`]: `dns` plus `localhost` and `127.0.0.1`.
 pub fn write_dev_certs(out: &Path, dns: &[String]) -> Result<DevCerts, Error> {
     let (ca_pem, cert_pem, key_pem) = generate_ca_and_serving(dns)?;
-    fs::create_dir_all(out).map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
+    fs::create_dir_all(out).map_err(|source| Error::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
     let certs = DevCerts {
         ca_cert: out.join("ca.crt"),
         cert: out.join("tls.crt"),
@@ -344,7 +368,10 @@ pub fn write_dev_certs(out: &Path, dns: &[String]) -> Result<DevCerts, Error> {
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt, os::unix::fs::PermissionsExt};
-    let wrap = |source| Error::Write { path: path.to_path_buf(), source };
+    let wrap = |source| Error::Write {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = fs::OpenOptions::new()
         .write(true)
         .create(true)
@@ -353,46 +380,44 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
         .open(path)
         .map_err(wrap)?;
     // `mode` only applies on creation; an existing key file may have been world-readable.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(wrap)?;
+    file.set_permissions(fs::Permissions::from_mode(mode))
+        .map_err(wrap)?;
     file.write_all(contents.as_bytes()).map_err(wrap)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x509_parser::extensions::GeneralName;
 
-    struct Pair {
-        _dir: tempfile::TempDir,
-        cert: PathBuf,
-        key: PathBuf,
-    }
+    /// A temp dir holding `tls.crt`/`tls.key`; `.0` keeps it alive.
+    struct Pair(tempfile::TempDir, PathBuf, PathBuf);
 
     fn write_pair(cert_pem: &str, key_pem: &str) -> Pair {
         let dir = tempfile::tempdir().unwrap();
         let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
         fs::write(&cert, cert_pem).unwrap();
         fs::write(&key, key_pem).unwrap();
-        Pair { _dir: dir, cert, key }
+        Pair(dir, cert, key)
+    }
+
+    fn generate(name: &str) -> (String, String, String) {
+        generate_ca_and_serving(&[name.to_owned()]).unwrap()
     }
 
     fn served_cert(resolver: &ReloadingCertResolver) -> Vec<u8> {
         resolver.current.load().cert[0].to_vec()
     }
 
-    fn dns(name: &str) -> Vec<String> {
-        vec![name.to_owned()]
-    }
-
     #[test]
     fn a_mismatched_key_is_rejected_and_the_old_pair_keeps_serving() {
-        let (_, cert_a, key_a) = generate_ca_and_serving(&dns("a.test")).unwrap();
-        let (_, cert_b, _) = generate_ca_and_serving(&dns("b.test")).unwrap();
-        let pair = write_pair(&cert_a, &key_a);
-        let resolver = ReloadingCertResolver::from_files(&pair.cert, &pair.key).unwrap();
+        let ((_, cert_a, key_a), (_, cert_b, _)) = (generate("a.test"), generate("b.test"));
+        let Pair(_dir, cert, key) = write_pair(&cert_a, &key_a);
+        let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
         let before = served_cert(&resolver);
 
         // A rotation caught halfway: the new cert is in place, the old key is still there.
-        fs::write(&pair.cert, &cert_b).unwrap();
+        fs::write(&cert, &cert_b).unwrap();
         let err = resolver.reload().unwrap_err();
 
         assert!(matches!(err, Error::KeyMismatch { .. }), "{err:?}");
@@ -400,21 +425,10 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatched_pair_fails_at_startup() {
-        let (_, cert_a, _) = generate_ca_and_serving(&dns("a.test")).unwrap();
-        let (_, _, key_b) = generate_ca_and_serving(&dns("b.test")).unwrap();
-        let pair = write_pair(&cert_a, &key_b);
-
-        let err = ReloadingCertResolver::from_files(&pair.cert, &pair.key).unwrap_err();
-
-        assert!(err.to_string().contains(&*pair.cert.to_string_lossy()), "{err}");
-    }
-
-    #[test]
     fn garbage_pem_is_rejected_and_the_old_pair_keeps_serving() {
-        let (_, cert, key) = generate_ca_and_serving(&dns("a.test")).unwrap();
-        let pair = write_pair(&cert, &key);
-        let resolver = ReloadingCertResolver::from_files(&pair.cert, &pair.key).unwrap();
+        let (_, good_cert, good_key) = generate("a.test");
+        let Pair(_dir, cert, key) = write_pair(&good_cert, &good_key);
+        let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
         let before = served_cert(&resolver);
 
         for garbage in [
@@ -422,12 +436,12 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\n!!!not base64!!!\n-----END CERTIFICATE-----\n",
             "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
         ] {
-            fs::write(&pair.cert, garbage).unwrap();
+            fs::write(&cert, garbage).unwrap();
             let err = resolver.reload().unwrap_err();
-            assert!(err.to_string().contains(&*pair.cert.to_string_lossy()), "{err}");
+            assert!(err.to_string().contains(&*cert.to_string_lossy()), "{err}");
         }
-        fs::write(&pair.cert, &cert).unwrap();
-        fs::write(&pair.key, "-----BEGIN PRIVATE KEY-----\nAAAA\n").unwrap();
+        fs::write(&cert, &good_cert).unwrap();
+        fs::write(&key, "-----BEGIN PRIVATE KEY-----\nAAAA\n").unwrap();
         assert!(matches!(resolver.reload(), Err(Error::Pem { .. })));
 
         assert_eq!(served_cert(&resolver), before);
@@ -435,56 +449,69 @@ mod tests {
 
     #[test]
     fn a_full_chain_is_accepted_with_the_leaf_first() {
-        let (ca, cert, key) = generate_ca_and_serving(&dns("a.test")).unwrap();
-        let pair = write_pair(&format!("{cert}{ca}"), &key);
+        let (ca, cert_pem, key_pem) = generate("a.test");
+        let Pair(_dir, cert, key) = write_pair(&format!("{cert_pem}{ca}"), &key_pem);
 
-        let resolver = ReloadingCertResolver::from_files(&pair.cert, &pair.key).unwrap();
+        let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
 
         assert_eq!(resolver.current.load().cert.len(), 2);
     }
 
     #[test]
+    fn startup_failures_name_the_offending_file() {
+        let ((_, cert_a, _), (_, _, key_b)) = (generate("a.test"), generate("b.test"));
+        let Pair(_dir, cert, key) = write_pair(&cert_a, &key_b);
+        let mismatch = ReloadingCertResolver::from_files(&cert, &key).unwrap_err();
+        assert!(
+            mismatch.to_string().contains(&*cert.to_string_lossy()),
+            "{mismatch}"
+        );
+
+        let missing =
+            ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), &key).unwrap_err();
+        assert_eq!(missing.to_string(), "failed to read /nope/tls.crt");
+    }
+
+    #[test]
     fn reload_reports_whether_the_certificate_changed() {
-        let (_, cert_a, key_a) = generate_ca_and_serving(&dns("a.test")).unwrap();
-        let (_, cert_b, key_b) = generate_ca_and_serving(&dns("b.test")).unwrap();
-        let pair = write_pair(&cert_a, &key_a);
-        let resolver = ReloadingCertResolver::from_files(&pair.cert, &pair.key).unwrap();
+        let ((_, cert_a, key_a), (_, cert_b, key_b)) = (generate("a.test"), generate("b.test"));
+        let Pair(_dir, cert, key) = write_pair(&cert_a, &key_a);
+        let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
 
         assert!(!resolver.reload().unwrap());
-        fs::write(&pair.cert, &cert_b).unwrap();
-        fs::write(&pair.key, &key_b).unwrap();
+        fs::write(&cert, &cert_b).unwrap();
+        fs::write(&key, &key_b).unwrap();
         assert!(resolver.reload().unwrap());
         assert!(resolver.current_not_after().unwrap() > SystemTime::now());
     }
 
     #[test]
-    fn a_missing_file_fails_with_its_path() {
-        let err = ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), Path::new("/nope/k"))
-            .unwrap_err();
-        assert_eq!(err.to_string(), "failed to read /nope/tls.crt");
-    }
-
-    #[test]
-    fn dev_certs_are_written_with_a_private_key_file() {
+    fn dev_certs_have_a_private_key_file_and_local_sans() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
 
-        let certs = write_dev_certs(&dir.path().join("out"), &dns("stork.kube-system.svc")).unwrap();
+        let certs =
+            write_dev_certs(&dir.path().join("out"), &["stork.kube-system.svc".into()]).unwrap();
 
-        let mode = fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
+        assert_eq!(
+            fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert!(ReloadingCertResolver::from_files(&certs.cert, &certs.key).is_ok());
-        let pem = fs::read(&certs.cert).unwrap();
-        let der = CertificateDer::from_pem_slice(&pem).unwrap();
+        let der = CertificateDer::from_pem_file(&certs.cert).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let sans: Vec<String> = (parsed.subject_alternative_name().unwrap().unwrap().value.general_names)
-            .iter()
-            .map(|name| match name {
-                x509_parser::extensions::GeneralName::DNSName(dns) => dns.to_string(),
-                x509_parser::extensions::GeneralName::IPAddress(ip) => format!("{ip:?}"),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        assert_eq!(sans, ["stork.kube-system.svc", "localhost", "[127, 0, 0, 1]"]);
+        let sans = parsed
+            .subject_alternative_name()
+            .unwrap()
+            .unwrap()
+            .value
+            .general_names
+            .clone();
+        let want = [
+            GeneralName::DNSName("stork.kube-system.svc"),
+            GeneralName::DNSName("localhost"),
+            GeneralName::IPAddress(&[127, 0, 0, 1]),
+        ];
+        assert_eq!(sans, want);
     }
 }

@@ -93,8 +93,10 @@ impl FileWatch {
             return Err(Error::NoPaths);
         }
         let files = paths.to_vec();
-        let names: BTreeSet<OsString> =
-            files.iter().filter_map(|p| p.file_name().map(OsString::from)).collect();
+        let names: BTreeSet<OsString> = files
+            .iter()
+            .filter_map(|p| p.file_name().map(OsString::from))
+            .collect();
 
         // Capacity 1 is enough: a pending message already means "something changed", and the
         // notify thread must never block on us.
@@ -119,7 +121,10 @@ impl FileWatch {
         for dir in dirs {
             watcher
                 .watch(&dir, RecursiveMode::NonRecursive)
-                .map_err(|source| Error::WatchDir { dir: dir.clone(), source })?;
+                .map_err(|source| Error::WatchDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
             debug!(dir = %dir.display(), "watching directory");
         }
 
@@ -207,7 +212,9 @@ mod tests {
     const LONG_POLL: Duration = Duration::from_secs(3600);
 
     async fn wakes_within(watch: &mut FileWatch, limit: Duration) -> bool {
-        tokio::time::timeout(limit, watch.changed()).await.unwrap_or(false)
+        tokio::time::timeout(limit, watch.changed())
+            .await
+            .unwrap_or(false)
     }
 
     #[tokio::test]
@@ -258,7 +265,8 @@ mod tests {
 
     #[tokio::test]
     async fn poll_catches_an_edit_behind_a_symlink_outside_the_watched_directory() {
-        let (watched_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (watched_dir, target_dir) =
+            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let target = target_dir.path().join("real.crt");
         fs::write(&target, "a").unwrap();
         let link = watched_dir.path().join("tls.crt");
@@ -272,13 +280,16 @@ mod tests {
 
     #[test]
     fn an_empty_path_list_is_rejected() {
-        assert!(matches!(FileWatch::new(&[], LONG_POLL), Err(Error::NoPaths)));
+        assert!(matches!(
+            FileWatch::new(&[], LONG_POLL),
+            Err(Error::NoPaths)
+        ));
     }
 
     #[test]
     fn a_missing_parent_directory_is_rejected_with_its_path() {
-        let err = FileWatch::new(&[PathBuf::from("/nonexistent/stork/tls.crt")], LONG_POLL)
-            .unwrap_err();
+        let err =
+            FileWatch::new(&[PathBuf::from("/nonexistent/stork/tls.crt")], LONG_POLL).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/stork"), "{err}");
     }
 }

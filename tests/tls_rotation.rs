@@ -1,14 +1,7 @@
 //! End-to-end certificate rotation on a real actix-web TLS listener, with the files laid out the
 //! way the kubelet projects a Secret volume (`tls.crt -> ..data/tls.crt`, `..data -> ..gen_N`).
 
-use std::{
-    fs,
-    net::SocketAddr,
-    os::unix::fs::symlink,
-    path::PathBuf,
-    sync::Arc,
-    time::Duration,
-};
+use std::{fs, net::SocketAddr, os::unix::fs::symlink, path::PathBuf, sync::Arc, time::Duration};
 
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use rustls::{
@@ -33,7 +26,10 @@ struct SecretVolume {
 
 impl SecretVolume {
     fn new(cert_pem: &str, key_pem: &str) -> Self {
-        let mut volume = Self { dir: tempfile::tempdir().unwrap(), generation: 0 };
+        let mut volume = Self {
+            dir: tempfile::tempdir().unwrap(),
+            generation: 0,
+        };
         volume.publish(cert_pem, key_pem);
         for name in ["tls.crt", "tls.key"] {
             symlink(format!("..data/{name}"), volume.dir.path().join(name)).unwrap();
@@ -99,14 +95,21 @@ fn start_server(resolver: Arc<ReloadingCertResolver>) -> (SocketAddr, ServerHand
     (addr, handle)
 }
 
-async fn connect(addr: SocketAddr, roots: &Arc<RootCertStore>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+async fn connect(
+    addr: SocketAddr,
+    roots: &Arc<RootCertStore>,
+    alpn: &[&[u8]],
+) -> TlsStream<TcpStream> {
     let mut config = ClientConfig::builder()
         .with_root_certificates(Arc::clone(roots))
         .with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let server_name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(Arc::new(config)).connect(server_name, tcp).await.unwrap()
+    TlsConnector::from(Arc::new(config))
+        .connect(server_name, tcp)
+        .await
+        .unwrap()
 }
 
 /// The served certificate's DNS SAN other than `localhost`, from a fresh connection.
@@ -131,7 +134,10 @@ async fn wait_for_san(addr: SocketAddr, roots: &Arc<RootCertStore>, want: &str) 
         if seen == want {
             return;
         }
-        assert!(Instant::now() < deadline, "still serving {seen} after 10s, expected {want}");
+        assert!(
+            Instant::now() < deadline,
+            "still serving {seen} after 10s, expected {want}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -157,8 +163,14 @@ async fn rotated_secret_is_served_and_a_corrupt_update_keeps_the_last_good_certi
     volume.publish(&b.cert, &b.key);
     wait_for_san(addr, &roots, "b.test").await;
 
-    volume.publish("-----BEGIN CERTIFICATE-----\ncorrupt\n-----END CERTIFICATE-----\n", &b.key);
-    assert!(resolver.reload().is_err(), "a corrupt certificate must not load");
+    volume.publish(
+        "-----BEGIN CERTIFICATE-----\ncorrupt\n-----END CERTIFICATE-----\n",
+        &b.key,
+    );
+    assert!(
+        resolver.reload().is_err(),
+        "a corrupt certificate must not load"
+    );
     // Outlast the watcher's debounce, so its own reload attempt has happened too.
     let stays_until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < stays_until {
@@ -204,7 +216,10 @@ async fn http2_get(stream: &mut TlsStream<TcpStream>) -> Vec<u8> {
         let mut payload = vec![0u8; len];
         stream.read_exact(&mut payload).await.unwrap();
         if kind == SETTINGS && flags & 0x1 == 0 {
-            stream.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
+            stream
+                .write_all(&frame(SETTINGS, 0x1, 0, &[]))
+                .await
+                .unwrap();
             stream.flush().await.unwrap();
         }
         if kind == HEADERS && stream_id == 1 {
@@ -233,7 +248,11 @@ async fn http2_is_negotiated_through_alpn_and_answers_requests() {
         .await
         .expect("an HTTP/2 response within 5s");
     // 0x88 is HPACK's static-table entry for `:status: 200`.
-    assert_eq!(response.first(), Some(&0x88), "response header block {response:02x?}");
+    assert_eq!(
+        response.first(),
+        Some(&0x88),
+        "response header block {response:02x?}"
+    );
 
     server.stop(false).await;
 }

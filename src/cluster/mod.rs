@@ -69,8 +69,20 @@ impl ClusterView {
         let (pvs, pv_w) = reflector::store();
         let (nodes, node_w) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
-        let view = Self { storage_classes, pvcs, pvs, nodes, synced: synced.clone() };
-        let writers = ClusterWriters { storage_classes: sc_w, pvcs: pvc_w, pvs: pv_w, nodes: node_w, synced };
+        let view = Self {
+            storage_classes,
+            pvcs,
+            pvs,
+            nodes,
+            synced: synced.clone(),
+        };
+        let writers = ClusterWriters {
+            storage_classes: sc_w,
+            pvcs: pvc_w,
+            pvs: pv_w,
+            nodes: node_w,
+            synced,
+        };
         (view, writers)
     }
 
@@ -117,7 +129,10 @@ impl ClusterView {
 
 /// The class name of a PVC: `spec.storageClassName`, else the legacy beta annotation.
 pub fn storage_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
-    let spec = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
+    let spec = pvc
+        .spec
+        .as_ref()
+        .and_then(|s| s.storage_class_name.as_deref());
     spec.or_else(|| {
         pvc.metadata
             .annotations
@@ -133,10 +148,10 @@ pub fn node_addresses(node: &Node) -> Vec<(&str, &str)> {
     node.status
         .as_ref()
         .and_then(|s| s.addresses.as_ref())
-        .map(|a| a.iter().map(|a| (a.type_.as_str(), a.address.as_str())).collect())
+        .map(|a| {
+            a.iter()
+                .map(|a| (a.type_.as_str(), a.address.as_str()))
+                .collect()
+        })
         .unwrap_or_default()
 }
-
-/// Builders used by unit tests across modules.
-#[cfg(test)]
-pub mod fixtures;

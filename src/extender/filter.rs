@@ -28,7 +28,10 @@ pub struct FilterDecision {
 
 impl FilterDecision {
     fn keep_all(n: usize) -> Self {
-        Self { kept: (0..n).collect(), ..Self::default() }
+        Self {
+            kept: (0..n).collect(),
+            ..Self::default()
+        }
     }
 
     fn unresolvable(n: usize, reason: String) -> Self {
@@ -49,9 +52,17 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
     let ns = input.pod.metadata.namespace.as_str();
     for (volume, claim) in input.pod.claims() {
         match input.cluster.pvc(ns, &claim) {
-            None => return FilterDecision::unresolvable(n, format!("pvc {ns}/{claim} (pod volume {volume}) was not found")),
+            None => {
+                return FilterDecision::unresolvable(
+                    n,
+                    format!("pvc {ns}/{claim} (pod volume {volume}) was not found"),
+                );
+            }
             Some(pvc) if driver::restore_in_progress(&pvc) => {
-                return FilterDecision::unresolvable(n, format!("volume restore is in progress for pvc {ns}/{claim}"));
+                return FilterDecision::unresolvable(
+                    n,
+                    format!("volume restore is in progress for pvc {ns}/{claim}"),
+                );
             }
             Some(_) => {}
         }
@@ -65,7 +76,10 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         Err(VolumesError::Driver(msg)) => {
             // Fail open: an unreachable driver must not stop every stateful pod from scheduling.
             let mut d = FilterDecision::keep_all(n);
-            d.event = Some(PodEvent::warning(UNRESOLVABLE_EVENT, format!("error getting volumes for pod: {msg}")));
+            d.event = Some(PodEvent::warning(
+                UNRESOLVABLE_EVENT,
+                format!("error getting volumes for pod: {msg}"),
+            ));
             return d;
         }
     };
@@ -75,7 +89,10 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         .filter(|&i| {
             let ok = !nodes[i].storage_unschedulable;
             if !ok {
-                let why = format!("node is marked unschedulable for storage ({})", knobs::NODE_UNSCHEDULABLE);
+                let why = format!(
+                    "node is marked unschedulable for storage ({})",
+                    knobs::NODE_UNSCHEDULABLE
+                );
                 decision.failed.push((i, why));
             }
             ok
@@ -102,16 +119,36 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
                 remote_only.entry(id.as_str()).or_insert(v);
             }
         }
-        let online = v.volume.replicas.iter().any(|id| inventory.by_id(id).is_some_and(|d| d.status == NodeStatus::Online));
+        let online = v.volume.replicas.iter().any(|id| {
+            inventory
+                .by_id(id)
+                .is_some_and(|d| d.status == NodeStatus::Online)
+        });
         if !v.volume.replicas.is_empty() && !online {
-            let why = format!("no online node holds a replica of volume {} (pvc {})", v.volume.id, v.claim);
+            let why = format!(
+                "no online node holds a replica of volume {} (pvc {})",
+                v.volume.id, v.claim
+            );
             return FilterDecision::unresolvable(n, why);
         }
     }
 
-    let prefer_local = knobs::flag(&input.pod.metadata.annotations, knobs::PREFER_LOCAL_NODE_ONLY, false);
-    let local: Vec<&PodVolume> = volumes.bound.iter().filter(|v| !v.volume.anti_hyperconvergence).collect();
-    let rules = NodeRules { inventory: &inventory, prefer_local, local: &local, remote_only: &remote_only };
+    let prefer_local = knobs::flag(
+        &input.pod.metadata.annotations,
+        knobs::PREFER_LOCAL_NODE_ONLY,
+        false,
+    );
+    let local: Vec<&PodVolume> = volumes
+        .bound
+        .iter()
+        .filter(|v| !v.volume.anti_hyperconvergence)
+        .collect();
+    let rules = NodeRules {
+        inventory: &inventory,
+        prefer_local,
+        local: &local,
+        remote_only: &remote_only,
+    };
     let mut scratch = Vec::new();
     for i in schedulable {
         match rules.admit(&nodes[i], &mut scratch) {
@@ -122,7 +159,9 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
     decision.failed.sort_unstable_by_key(|(i, _)| *i);
     if decision.kept.is_empty() {
         let msg = match (prefer_local, !remote_only.is_empty()) {
-            (true, true) => "no node can honour pod annotation preferLocalNodeOnly and volume label preferRemoteNodeOnly together",
+            (true, true) => {
+                "no node can honour pod annotation preferLocalNodeOnly and volume label preferRemoteNodeOnly together"
+            }
             (true, false) => "no node holds a replica of every volume (preferLocalNodeOnly)",
             (false, true) => "no node can honour volume label preferRemoteNodeOnly",
             (false, false) => "no node has a healthy storage driver",
@@ -156,8 +195,15 @@ impl NodeRules<'_> {
             let d = self.inventory.get(idx);
             let why = if !d.status.is_schedulable() {
                 Some(format!("storage driver is {} on this node", d.status))
-            } else if let Some(v) = self.prefer_local.then(|| self.missing_local(&d.id)).flatten() {
-                Some(format!("no replica of pvc {} on this node (preferLocalNodeOnly)", v.claim))
+            } else if let Some(v) = self
+                .prefer_local
+                .then(|| self.missing_local(&d.id))
+                .flatten()
+            {
+                Some(format!(
+                    "no replica of pvc {} on this node (preferLocalNodeOnly)",
+                    v.claim
+                ))
             } else {
                 self.remote_only.get(d.id.as_str()).map(|v| {
                     format!("holds a replica of pvc {}, which asks for remote nodes only (preferRemoteNodeOnly)", v.claim)
@@ -174,21 +220,31 @@ impl NodeRules<'_> {
     }
 
     fn missing_local(&self, storage_id: &str) -> Option<&PodVolume> {
-        self.local.iter().copied().find(|v| !v.volume.replicas.iter().any(|r| r == storage_id))
+        self.local
+            .iter()
+            .copied()
+            .find(|v| !v.volume.replicas.iter().any(|r| r == storage_id))
     }
 }
 
 /// The driver's own CSI pods go to any node where the driver runs; never an empty answer.
 fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
-    let Ok(inventory) = input.driver.nodes() else { return FilterDecision::keep_all(nodes.len()) };
+    let Ok(inventory) = input.driver.nodes() else {
+        return FilterDecision::keep_all(nodes.len());
+    };
     let mut scratch = Vec::new();
     let mut decision = FilterDecision::default();
     for (i, node) in nodes.iter().enumerate() {
         inventory.matches(node.identity(), &mut scratch);
-        if scratch.iter().any(|&m| inventory.get(m).status.is_schedulable()) {
+        if scratch
+            .iter()
+            .any(|&m| inventory.get(m).status.is_schedulable())
+        {
             decision.kept.push(i);
         } else {
-            decision.failed.push((i, "storage driver is not running on this node".to_string()));
+            decision
+                .failed
+                .push((i, "storage driver is not running on this node".to_string()));
         }
     }
     if decision.kept.is_empty() {

@@ -9,11 +9,16 @@ pub mod placement;
 pub mod prioritize;
 pub mod wire;
 
+#[cfg(test)]
+mod tests;
+
 use actix_web::{HttpResponse, ResponseError, http::StatusCode};
+use k8s_openapi::api::core::v1::Node;
 
 use crate::{
-    cluster::{ClusterView, pod::PodFacts},
+    cluster::{ClusterView, node_addresses, pod::PodFacts},
     driver::{Driver, NodeIdentity},
+    knobs,
 };
 
 /// Reason of events for pods that cannot be placed.
@@ -34,7 +39,9 @@ pub struct Inputs<'a> {
 impl Inputs<'_> {
     /// The driver's own CSI controller pods are placed by driver health alone.
     fn is_csi_pod(&self) -> bool {
-        self.driver.csi_pod_prefix().is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
+        self.driver
+            .csi_pod_prefix()
+            .is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
     }
 }
 
@@ -49,10 +56,34 @@ pub struct Candidate<'a> {
     pub storage_unschedulable: bool,
 }
 
-impl Candidate<'_> {
+impl<'a> Candidate<'a> {
+    /// A node named by the scheduler (names mode), with facts from the cached Node if any.
+    /// A node missing from the cache can still match its driver entry by name.
+    pub fn from_cache(name: &'a str, node: Option<&'a Node>) -> Self {
+        let Some(node) = node else {
+            return Self {
+                name,
+                ..Self::default()
+            };
+        };
+        let unschedulable = node
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(knobs::NODE_UNSCHEDULABLE));
+        Self {
+            name,
+            addresses: node_addresses(node),
+            storage_unschedulable: unschedulable.and_then(|v| knobs::parse_bool(v)) == Some(true),
+        }
+    }
+
     /// The identity used to find the node's driver entries.
     pub fn identity(&self) -> NodeIdentity<'_> {
-        NodeIdentity { name: self.name, addresses: &self.addresses }
+        NodeIdentity {
+            name: self.name,
+            addresses: &self.addresses,
+        }
     }
 }
 
@@ -100,12 +131,16 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => StatusCode::BAD_REQUEST,
+            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => {
+                StatusCode::BAD_REQUEST
+            }
             Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
+        HttpResponse::build(self.status_code())
+            .content_type("text/plain; charset=utf-8")
+            .body(format!("{self}\n"))
     }
 }
