@@ -64,12 +64,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         None => {
             let client = kube_client(kubeconfig).await?;
             let (view, writers) = ClusterView::new();
-            tasks.spawn(cluster::run_reflectors(
-                client.clone(),
-                view.clone(),
-                writers,
-                cancel.clone(),
-            ));
+            tasks.spawn(cluster::run_reflectors(client.clone(), view.clone(), writers, cancel.clone()));
             let (events, drain) = EventSink::publishing(client.clone(), "stork", cancel.clone());
             tasks.spawn(drain);
             tasks.spawn(extender::placement::run(
@@ -86,12 +81,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let https = match (tls_cert, tls_key) {
         (Some(cert), Some(key)) => {
             let resolver = tls::ReloadingCertResolver::from_files(&cert, &key)?;
-            tasks.spawn(tls::watch_and_reload(
-                resolver.clone(),
-                cert,
-                key,
-                cancel.clone(),
-            ));
+            tasks.spawn(tls::watch_and_reload(resolver.clone(), cert, key, cancel.clone()));
             Some((listen, tls::server_config(resolver)))
         }
         _ if extender_listen.is_some() => {
@@ -104,31 +94,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     };
     let health = Health::new(cluster.clone());
-    let state = ExtenderState {
-        cluster,
-        driver,
-        events,
-        metrics: metrics.clone(),
-    };
+    let state = ExtenderState { cluster, driver, events, metrics: metrics.clone() };
     let servers = server::start(
-        Listen {
-            https,
-            extender: extender_listen,
-            admin: admin_listen,
-        },
+        Listen { https, extender: extender_listen, admin: admin_listen },
         state,
         health.clone(),
         metrics,
     )?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
-    Ok(Running {
-        addrs: servers.addrs,
-        mock,
-        servers,
-        health,
-        tasks,
-        cancel,
-    })
+    Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
 }
 
 async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {
@@ -136,12 +110,9 @@ async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client
         Some(path) => {
             let kc = kube::config::Kubeconfig::read_from(&path)
                 .with_context(|| format!("failed to read kubeconfig {}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-                .await?
+            kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?
         }
-        None => kube::Config::infer()
-            .await
-            .context("failed to find a kubeconfig or in-cluster config")?,
+        None => kube::Config::infer().await.context("failed to find a kubeconfig or in-cluster config")?,
     };
     Ok(kube::Client::try_from(config)?)
 }

@@ -94,18 +94,14 @@ mod tests {
 
     #[test]
     fn a_certificate_without_its_key_is_rejected() {
-        let err =
-            Cli::try_parse_from(["stork", "serve", "--driver", "mock", "--tls-cert", "c.pem"])
-                .unwrap_err();
+        let err = Cli::try_parse_from(["stork", "serve", "--driver", "mock", "--tls-cert", "c.pem"]).unwrap_err();
         assert!(err.to_string().contains("--tls-key"), "{err}");
     }
 
     #[test]
     fn serve_defaults_match_the_pinned_interface() {
         let cli = Cli::try_parse_from(["stork", "serve", "--driver", "mock"]).unwrap();
-        let Command::Serve(s) = cli.command else {
-            panic!("not serve")
-        };
+        let Command::Serve(s) = cli.command else { panic!("not serve") };
         assert_eq!(s.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9090");
         assert!(s.extender_listen.is_none());

@@ -43,16 +43,10 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tls_key: None,
     })
     .await?;
-    let addr = running
-        .addrs
-        .extender
-        .context("extender listener did not start")?;
+    let addr = running.addrs.extender.context("extender listener did not start")?;
     let client = reqwest::Client::new();
 
-    println!(
-        "stork demo: the seed scenario, served at http://{addr} (topology {})\n",
-        topology.display()
-    );
+    println!("stork demo: the seed scenario, served at http://{addr} (topology {})\n", topology.display());
     println!("Pod default/p1 uses pvc data-1 -> volume pv-v1 (replicas n1, n2)");
     println!("               and pvc data-2 -> volume pv-v2 (replicas n2, n3).");
     println!("The storage driver runs on n1, n2, n3; n4 and n5 are not driver nodes.\n");
@@ -61,19 +55,11 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let mock = running.mock.clone().context("demo runs the mock driver")?;
     std::fs::write(&topology, TOPOLOGY_N2_OFFLINE)?;
     wait_until(Duration::from_secs(10), || {
-        mock.nodes()
-            .ok()
-            .and_then(|inv| inv.by_id("n2").map(|n| n.status))
-            == Some(NodeStatus::Offline)
+        mock.nodes().ok().and_then(|inv| inv.by_id("n2").map(|n| n.status)) == Some(NodeStatus::Offline)
     })
     .await
     .context("the mock driver did not pick up the edited topology")?;
-    schedule(
-        &client,
-        addr,
-        "2. After the storage driver on n2 goes Offline (topology file edited, reloaded)",
-    )
-    .await?;
+    schedule(&client, addr, "2. After the storage driver on n2 goes Offline (topology file edited, reloaded)").await?;
 
     if !args.once {
         println!("Serving until Ctrl-C. Try:");
@@ -117,28 +103,15 @@ async fn schedule(client: &reqwest::Client, addr: SocketAddr, title: &str) -> an
         vec![]
     };
     println!("{title}\n");
-    println!(
-        "  {:<6} {:<8} {:>6}  {}",
-        "NODE", "FILTER", "SCORE", "REASON"
-    );
+    println!("  {:<6} {:<8} {:>6}  {}", "NODE", "FILTER", "SCORE", "REASON");
     for node in NODES {
-        let score = scores
-            .iter()
-            .find(|s| s.host == node)
-            .map_or("-".to_string(), |s| s.score.to_string());
-        let verdict = if kept.iter().any(|k| k == node) {
-            "kept"
-        } else {
-            "dropped"
-        };
+        let score = scores.iter().find(|s| s.host == node).map_or("-".to_string(), |s| s.score.to_string());
+        let verdict = if kept.iter().any(|k| k == node) { "kept" } else { "dropped" };
         let reason = reasons.get(node).map_or("", String::as_str);
         println!("  {node:<6} {verdict:<8} {score:>6}  {reason}");
     }
     if let Some(best) = scores.iter().max_by_key(|s| s.score) {
-        println!(
-            "\n  -> the scheduler places p1 on {} (score x weight beats every default plugin)\n",
-            best.host
-        );
+        println!("\n  -> the scheduler places p1 on {} (score x weight beats every default plugin)\n", best.host);
     }
     Ok(())
 }

@@ -32,11 +32,7 @@ pub struct PodEvent {
 impl PodEvent {
     /// A warning event.
     pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            severity: Severity::Warning,
-            reason,
-            message: message.into(),
-        }
+        Self { severity: Severity::Warning, reason, message: message.into() }
     }
 }
 
@@ -65,16 +61,9 @@ impl EventSink {
     }
 
     /// A sink publishing through the API server, plus the task that drains it.
-    pub fn publishing(
-        client: Client,
-        controller: &str,
-        cancel: CancellationToken,
-    ) -> (Self, impl Future<Output = ()>) {
+    pub fn publishing(client: Client, controller: &str, cancel: CancellationToken) -> (Self, impl Future<Output = ()>) {
         let (tx, rx) = mpsc::channel(1024);
-        let reporter = Reporter {
-            controller: controller.to_string(),
-            instance: std::env::var("POD_NAME").ok(),
-        };
+        let reporter = Reporter { controller: controller.to_string(), instance: std::env::var("POD_NAME").ok() };
         let recorder = Recorder::new(client, reporter);
         (Self { tx: Some(tx) }, drain(recorder, rx, cancel))
     }
@@ -90,11 +79,7 @@ impl EventSink {
     }
 }
 
-async fn drain(
-    recorder: Recorder,
-    mut rx: mpsc::Receiver<(PodRef, PodEvent)>,
-    cancel: CancellationToken,
-) {
+async fn drain(recorder: Recorder, mut rx: mpsc::Receiver<(PodRef, PodEvent)>, cancel: CancellationToken) {
     loop {
         let (pod, ev) = tokio::select! {
             _ = cancel.cancelled() => return,

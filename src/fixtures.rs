@@ -22,10 +22,7 @@ pub const NS: &str = "default";
 
 /// A driver node with defaults (Online, name = hostname = id, IP 10.0.<n>).
 pub fn dnode(id: &str) -> TopologyNode {
-    TopologyNode {
-        id: id.into(),
-        ..TopologyNode::default()
-    }
+    TopologyNode { id: id.into(), ..TopologyNode::default() }
 }
 
 /// Builder methods on topology nodes.
@@ -79,11 +76,8 @@ pub trait PodExt {
 
 impl PodExt for PodFacts {
     fn with_pvc(mut self, claim: &str) -> Self {
-        let v =
-            json!({"name": format!("vol-{claim}"), "persistentVolumeClaim": {"claimName": claim}});
-        self.spec
-            .volumes
-            .push(serde_json::from_value(v).expect("volume fixture"));
+        let v = json!({"name": format!("vol-{claim}"), "persistentVolumeClaim": {"claimName": claim}});
+        self.spec.volumes.push(serde_json::from_value(v).expect("volume fixture"));
         self
     }
     fn annotated(mut self, k: &str, v: &str) -> Self {
@@ -123,12 +117,7 @@ impl World {
     pub fn driver_nodes(mut self, nodes: impl IntoIterator<Item = TopologyNode>) -> Self {
         for n in nodes {
             let name = n.name.clone().unwrap_or_else(|| n.id.clone());
-            if !self
-                .objects
-                .nodes
-                .iter()
-                .any(|k| k.metadata.name.as_deref() == Some(name.as_str()))
-            {
+            if !self.objects.nodes.iter().any(|k| k.metadata.name.as_deref() == Some(name.as_str())) {
                 self = self.k8s_node(&name, &[]);
             }
             self.topology.nodes.push(n);
@@ -139,28 +128,15 @@ impl World {
     /// A Kubernetes node with a Hostname address equal to its name plus the given InternalIPs.
     pub fn k8s_node(mut self, name: &str, ips: &[&str]) -> Self {
         let mut addrs = vec![json!({"type": "Hostname", "address": name})];
-        addrs.extend(
-            ips.iter()
-                .map(|ip| json!({"type": "InternalIP", "address": ip})),
-        );
-        self.objects.nodes.push(obj::<Node>(
-            json!({"metadata": {"name": name}, "status": {"addresses": addrs}}),
-        ));
+        addrs.extend(ips.iter().map(|ip| json!({"type": "InternalIP", "address": ip})));
+        self.objects.nodes.push(obj::<Node>(json!({"metadata": {"name": name}, "status": {"addresses": addrs}})));
         self
     }
 
     /// Annotates a Kubernetes node.
     pub fn node_annotation(mut self, node: &str, k: &str, v: &str) -> Self {
-        let n = self
-            .objects
-            .nodes
-            .iter_mut()
-            .find(|n| n.metadata.name.as_deref() == Some(node))
-            .expect("node");
-        n.metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(k.into(), v.into());
+        let n = self.objects.nodes.iter_mut().find(|n| n.metadata.name.as_deref() == Some(node)).expect("node");
+        n.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
         self
     }
 
@@ -170,12 +146,7 @@ impl World {
     }
 
     /// Like [`Self::volume`], letting the test adjust the driver volume.
-    pub fn volume_with(
-        mut self,
-        claim: &str,
-        replicas: &[&str],
-        f: impl FnOnce(&mut TopologyVolume),
-    ) -> Self {
+    pub fn volume_with(mut self, claim: &str, replicas: &[&str], f: impl FnOnce(&mut TopologyVolume)) -> Self {
         let pv = format!("pv-{claim}");
         let mut v = TopologyVolume {
             id: pv.clone(),
@@ -204,25 +175,14 @@ impl World {
 
     /// Annotates a claim.
     pub fn claim_annotation(mut self, claim: &str, k: &str, v: &str) -> Self {
-        let c = self
-            .objects
-            .pvcs
-            .iter_mut()
-            .find(|c| c.metadata.name.as_deref() == Some(claim))
-            .expect("claim");
-        c.metadata
-            .annotations
-            .get_or_insert_with(BTreeMap::new)
-            .insert(k.into(), v.into());
+        let c = self.objects.pvcs.iter_mut().find(|c| c.metadata.name.as_deref() == Some(claim)).expect("claim");
+        c.metadata.annotations.get_or_insert_with(BTreeMap::new).insert(k.into(), v.into());
         self
     }
 
     /// The cluster view and mock driver holding this world.
     pub fn build(self) -> (ClusterView, MockDriver) {
-        (
-            self.objects.into_view(),
-            MockDriver::from_topology(self.topology),
-        )
+        (self.objects.into_view(), MockDriver::from_topology(self.topology))
     }
 }
 
@@ -250,16 +210,9 @@ impl Built {
         f: impl FnOnce(&Inputs<'_>, &[Candidate<'_>]) -> R,
     ) -> R {
         let cached: Vec<_> = names.iter().map(|n| self.cluster.node(n)).collect();
-        let candidates: Vec<Candidate<'_>> = names
-            .iter()
-            .zip(&cached)
-            .map(|(name, node)| Candidate::from_cache(name, node.as_deref()))
-            .collect();
-        let inputs = Inputs {
-            pod,
-            cluster: &self.cluster,
-            driver: &self.driver,
-        };
+        let candidates: Vec<Candidate<'_>> =
+            names.iter().zip(&cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect();
+        let inputs = Inputs { pod, cluster: &self.cluster, driver: &self.driver };
         f(&inputs, &candidates)
     }
 }

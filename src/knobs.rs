@@ -38,13 +38,7 @@ mod tests {
     #[test]
     fn go_parse_bool_spellings_are_accepted_and_others_fall_back_to_the_default() {
         let mut m = BTreeMap::new();
-        for (v, want) in [
-            ("T", true),
-            ("1", true),
-            ("False", false),
-            ("yes", true),
-            ("", true),
-        ] {
+        for (v, want) in [("T", true), ("1", true), ("False", false), ("yes", true), ("", true)] {
             m.insert("k".to_string(), v.to_string());
             assert_eq!(flag(&m, "k", true), want, "value {v:?}");
         }

@@ -15,6 +15,7 @@ mod fixtures;
 pub mod knobs;
 pub mod metrics;
 pub mod server;
+pub mod synth;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;

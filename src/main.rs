@@ -10,11 +10,7 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tls::install_crypto_provider();
     // The demo prints its own table; only problems should interrupt it.
-    let default_level = if matches!(cli.command, Command::Demo(_)) {
-        "warn"
-    } else {
-        "info"
-    };
+    let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
     telemetry::init(cli.log_json, default_level);
     match cli.command {
         Command::Serve(args) => app::serve(args).await,

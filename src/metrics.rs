@@ -28,11 +28,7 @@ impl Metrics {
         let mut registry = Registry::default();
         let extender = ExtenderMetrics::register(&mut registry);
         let placement = PlacementMetrics::register(&mut registry);
-        Arc::new(Self {
-            registry,
-            extender,
-            placement,
-        })
+        Arc::new(Self { registry, extender, placement })
     }
 
     /// Text exposition format for `/metrics`.
@@ -78,27 +74,18 @@ impl ExtenderMetrics {
             "Extender request latency by verb, body read to response",
             latency.clone(),
         );
-        sub.register(
-            "request_failures",
-            "Extender requests answered with an error status",
-            failures.clone(),
-        );
+        sub.register("request_failures", "Extender requests answered with an error status", failures.clone());
         Self { latency, failures }
     }
 
     /// Starts timing a request; the duration is observed when the guard drops.
     pub fn time(&self, verb: &'static str) -> Timer {
-        Timer {
-            hist: self.latency.get_or_create(&VerbLabels { verb }).clone(),
-            start: Instant::now(),
-        }
+        Timer { hist: self.latency.get_or_create(&VerbLabels { verb }).clone(), start: Instant::now() }
     }
 
     /// Counts a failed request.
     pub fn failed(&self, verb: &'static str, error: &'static str) {
-        self.failures
-            .get_or_create(&ErrorLabels { verb, error })
-            .inc();
+        self.failures.get_or_create(&ErrorLabels { verb, error }).inc();
     }
 }
 

@@ -41,10 +41,7 @@ pub struct Health {
 impl Health {
     /// Readiness follows the cluster caches, and turns false as soon as shutdown begins.
     pub fn new(cluster: ClusterView) -> Self {
-        Self {
-            cluster,
-            stopping: Arc::new(AtomicBool::new(false)),
-        }
+        Self { cluster, stopping: Arc::new(AtomicBool::new(false)) }
     }
 
     /// Marks the process as shutting down.
@@ -56,10 +53,7 @@ impl Health {
         if self.stopping.load(Ordering::Acquire) {
             Err("shutting down".into())
         } else if !self.cluster.is_synced() {
-            Err(format!(
-                "cluster caches not synced yet: {:?}",
-                self.cluster.counts()
-            ))
+            Err(format!("cluster caches not synced yet: {:?}", self.cluster.counts()))
         } else {
             Ok(())
         }
@@ -100,18 +94,9 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 /// Binds and starts every listener. Signals are handled by the caller, not by actix.
-pub fn start(
-    listen: Listen,
-    extender: ExtenderState,
-    health: Health,
-    metrics: Arc<Metrics>,
-) -> Result<Servers, Error> {
+pub fn start(listen: Listen, extender: ExtenderState, health: Health, metrics: Arc<Metrics>) -> Result<Servers, Error> {
     let mut servers = Servers {
-        addrs: BoundAddrs {
-            https: None,
-            extender: None,
-            admin: listen.admin,
-        },
+        addrs: BoundAddrs { https: None, extender: None, admin: listen.admin },
         handles: vec![],
         tasks: vec![],
     };
@@ -119,47 +104,35 @@ pub fn start(
         let lst = bind(addr)?;
         servers.addrs.https = lst.local_addr().ok();
         let ext = extender.clone();
-        let server = HttpServer::new(move || {
-            App::new().configure(crate::extender::http::configure(ext.clone()))
-        })
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen_rustls_0_23(lst, tls)
-        .map_err(|source| Error::Bind { addr, source })?
-        .run();
+        let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            .listen_rustls_0_23(lst, tls)
+            .map_err(|source| Error::Bind { addr, source })?
+            .run();
         servers.push(server);
     }
     if let Some(addr) = listen.extender {
         let lst = bind(addr)?;
         servers.addrs.extender = lst.local_addr().ok();
         let ext = extender.clone();
-        let server = HttpServer::new(move || {
-            App::new().configure(crate::extender::http::configure(ext.clone()))
-        })
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen(lst)
-        .map_err(|source| Error::Bind { addr, source })?
-        .run();
+        let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
+            .disable_signals()
+            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+            .listen(lst)
+            .map_err(|source| Error::Bind { addr, source })?
+            .run();
         servers.push(server);
     }
     let lst = bind(listen.admin)?;
-    servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind {
-        addr: listen.admin,
-        source,
-    })?;
-    let server = HttpServer::new(move || {
-        App::new().configure(admin_routes(health.clone(), metrics.clone()))
-    })
-    .workers(1)
-    .disable_signals()
-    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-    .listen(lst)
-    .map_err(|source| Error::Bind {
-        addr: listen.admin,
-        source,
-    })?
-    .run();
+    servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind { addr: listen.admin, source })?;
+    let server = HttpServer::new(move || App::new().configure(admin_routes(health.clone(), metrics.clone())))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen(lst)
+        .map_err(|source| Error::Bind { addr: listen.admin, source })?
+        .run();
     servers.push(server);
     Ok(servers)
 }
@@ -190,10 +163,7 @@ pub fn admin_routes(health: Health, metrics: Arc<Metrics>) -> impl FnOnce(&mut w
     move |cfg| {
         cfg.app_data(web::Data::new(health))
             .app_data(web::Data::new(metrics))
-            .route(
-                "/healthz",
-                web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
-            )
+            .route("/healthz", web::get().to(|| async { HttpResponse::Ok().body("ok\n") }))
             .route("/readyz", web::get().to(readyz))
             .route("/metrics", web::get().to(metrics_handler));
     }
@@ -207,7 +177,5 @@ async fn readyz(health: web::Data<Health>) -> HttpResponse {
 }
 
 async fn metrics_handler(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(metrics.encode())
+    HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(metrics.encode())
 }

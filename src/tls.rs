@@ -15,8 +15,8 @@ use std::{
 
 use arc_swap::ArcSwap;
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose,
 };
 use rustls::{
     ServerConfig,
@@ -27,6 +27,7 @@ use rustls::{
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
+use x509_parser::time::ASN1Time;
 
 use crate::watch::FileWatch;
 
@@ -45,7 +46,7 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
-    /// A file holds malformed PEM, or (for the key) no private key block at all.
+    /// A file holds malformed PEM, or no certificate / private key block at all.
     #[error("failed to parse PEM in {}", .path.display())]
     Pem {
         /// The malformed file.
@@ -53,12 +54,6 @@ pub enum Error {
         /// What the PEM parser rejected.
         #[source]
         source: rustls::pki_types::pem::Error,
-    },
-    /// The certificate file has no `CERTIFICATE` block.
-    #[error("failed to find a certificate in {}", .path.display())]
-    NoCertificate {
-        /// The file without certificates.
-        path: PathBuf,
     },
     /// The first certificate is not valid X.509 DER.
     #[error("failed to parse the X.509 certificate in {}", .path.display())]
@@ -166,9 +161,7 @@ impl ReloadingCertResolver {
     /// The `notAfter` of the certificate currently served, for expiry logging and metrics.
     pub fn current_not_after(&self) -> Option<SystemTime> {
         let (_, not_after) = describe(&self.current.load())?;
-        u64::try_from(not_after)
-            .ok()
-            .map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
+        u64::try_from(not_after.timestamp()).ok().map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
     }
 }
 
@@ -179,10 +172,7 @@ impl ResolvesServerCert for ReloadingCertResolver {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, Error> {
-    fs::read(path).map_err(|source| Error::Read {
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
 fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
@@ -193,45 +183,32 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
     let chain = CertificateDer::pem_slice_iter(&read(cert_path)?)
         .collect::<Result<Vec<_>, _>>()
         .map_err(pem_err(cert_path))?;
-    let leaf = chain.first().ok_or_else(|| Error::NoCertificate {
-        path: cert_path.to_path_buf(),
-    })?;
+    let leaf =
+        chain.first().ok_or_else(|| pem_err(cert_path)(rustls::pki_types::pem::Error::NoItemsFound))?;
     // Checked here so a corrupt DER body is reported as such, not as a key mismatch.
-    x509_parser::parse_x509_certificate(leaf).map_err(|source| Error::Certificate {
-        path: cert_path.to_path_buf(),
-        source,
-    })?;
+    x509_parser::parse_x509_certificate(leaf)
+        .map_err(|source| Error::Certificate { path: cert_path.to_path_buf(), source })?;
 
     let key = PrivateKeyDer::from_pem_slice(&read(key_path)?).map_err(pem_err(key_path))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|source| Error::Key {
-            path: key_path.to_path_buf(),
-            source,
-        })?;
+        .map_err(|source| Error::Key { path: key_path.to_path_buf(), source })?;
 
     let pair = CertifiedKey::new(chain, signing_key);
     match pair.keys_match() {
         // Unknown: the provider cannot expose the public key; rustls' own `from_der` accepts that.
-        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {
-            Ok(pair)
+        Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
+        Err(source) => {
+            Err(Error::KeyMismatch { cert: cert_path.to_path_buf(), key: key_path.to_path_buf(), source })
         }
-        Err(source) => Err(Error::KeyMismatch {
-            cert: cert_path.to_path_buf(),
-            key: key_path.to_path_buf(),
-            source,
-        }),
     }
 }
 
-/// Serial (colon-separated hex) and `notAfter` (Unix seconds) of the leaf certificate.
-fn describe(pair: &CertifiedKey) -> Option<(String, i64)> {
+/// Serial (colon-separated hex) and `notAfter` of the leaf certificate.
+fn describe(pair: &CertifiedKey) -> Option<(String, ASN1Time)> {
     let (_, cert) = x509_parser::parse_x509_certificate(pair.cert.first()?).ok()?;
-    Some((
-        cert.raw_serial_as_string(),
-        cert.validity().not_after.timestamp(),
-    ))
+    Some((cert.raw_serial_as_string(), cert.validity().not_after))
 }
 
 /// A rustls server config resolving certificates through `resolver`, without client auth.
@@ -273,10 +250,10 @@ pub async fn watch_and_reload(
             },
         }
         match resolver.reload() {
-            Ok(true) => {
-                let (serial, not_after) = describe(&resolver.current.load()).unwrap_or_default();
-                info!(%serial, not_after, "reloaded TLS certificate");
-            }
+            Ok(true) => match describe(&resolver.current.load()) {
+                Some((serial, not_after)) => info!(%serial, %not_after, "reloaded TLS certificate"),
+                None => info!("reloaded TLS certificate"),
+            },
             Ok(false) => debug!("TLS files touched but the certificate is unchanged"),
             Err(err) => warn!(error = %chain(&err), "keeping the previous TLS certificate"),
         }
@@ -311,19 +288,11 @@ pub struct DevCerts {
 /// Returns `(ca_pem, cert_pem, key_pem)`. The serving cert's SANs are `dns` plus `localhost` and
 /// the IP `127.0.0.1`, so local port-forwards and tests verify without extra flags.
 pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String), Error> {
-    // Backdated so a node with a slightly slow clock does not reject a fresh cert.
-    let now = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).map_err(Error::Generate)?;
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "stork development CA");
+    let mut ca_params = dev_params(Vec::new(), "stork development CA", 3650)?;
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    ca_params.not_before = now;
-    ca_params.not_after = now + time::Duration::days(3650);
-    let ca_key = KeyPair::generate().map_err(Error::Generate)?;
-    let ca = CertifiedIssuer::self_signed(ca_params, ca_key).map_err(Error::Generate)?;
+    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(Error::Generate)?)
+        .map_err(Error::Generate)?;
 
     let mut sans = dns.to_vec();
     for extra in ["localhost", "127.0.0.1"] {
@@ -331,19 +300,22 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
             sans.push(extra.to_owned());
         }
     }
-    let mut params = CertificateParams::new(sans).map_err(Error::Generate)?;
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "stork webhook");
+    let mut params = dev_params(sans, "stork webhook", 365)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     params.use_authority_key_identifier_extension = true;
-    params.not_before = now;
-    params.not_after = now + time::Duration::days(365);
     let key = KeyPair::generate().map_err(Error::Generate)?;
     let cert = params.signed_by(&key, &ca).map_err(Error::Generate)?;
-
     Ok((ca.pem(), cert.pem(), key.serialize_pem()))
+}
+
+fn dev_params(sans: Vec<String>, common_name: &str, days: i64) -> Result<CertificateParams, Error> {
+    let mut params = CertificateParams::new(sans).map_err(Error::Generate)?;
+    params.distinguished_name.push(DnType::CommonName, common_name);
+    // Backdated so a node with a slightly slow clock does not reject a fresh cert.
+    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    params.not_after = params.not_before + time::Duration::days(days);
+    Ok(params)
 }
 
 /// Write `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `out` for `stork certs`.
@@ -351,15 +323,8 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
 /// SANs are as for [`generate_ca_and_serving`]: `dns` plus `localhost` and `127.0.0.1`.
 pub fn write_dev_certs(out: &Path, dns: &[String]) -> Result<DevCerts, Error> {
     let (ca_pem, cert_pem, key_pem) = generate_ca_and_serving(dns)?;
-    fs::create_dir_all(out).map_err(|source| Error::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    let certs = DevCerts {
-        ca_cert: out.join("ca.crt"),
-        cert: out.join("tls.crt"),
-        key: out.join("tls.key"),
-    };
+    fs::create_dir_all(out).map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
+    let certs = DevCerts { ca_cert: out.join("ca.crt"), cert: out.join("tls.crt"), key: out.join("tls.key") };
     write_file(&certs.ca_cert, &ca_pem, 0o644)?;
     write_file(&certs.cert, &cert_pem, 0o644)?;
     write_file(&certs.key, &key_pem, 0o600)?;
@@ -368,20 +333,11 @@ pub fn write_dev_certs(out: &Path, dns: &[String]) -> Result<DevCerts, Error> {
 
 fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
     use std::{io::Write, os::unix::fs::OpenOptionsExt, os::unix::fs::PermissionsExt};
-    let wrap = |source| Error::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(path)
-        .map_err(wrap)?;
+    let wrap = |source| Error::Write { path: path.to_path_buf(), source };
+    let mut file =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(wrap)?;
     // `mode` only applies on creation; an existing key file may have been world-readable.
-    file.set_permissions(fs::Permissions::from_mode(mode))
-        .map_err(wrap)?;
+    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(wrap)?;
     file.write_all(contents.as_bytes()).map_err(wrap)
 }
 
@@ -462,13 +418,9 @@ mod tests {
         let ((_, cert_a, _), (_, _, key_b)) = (generate("a.test"), generate("b.test"));
         let Pair(_dir, cert, key) = write_pair(&cert_a, &key_b);
         let mismatch = ReloadingCertResolver::from_files(&cert, &key).unwrap_err();
-        assert!(
-            mismatch.to_string().contains(&*cert.to_string_lossy()),
-            "{mismatch}"
-        );
+        assert!(mismatch.to_string().contains(&*cert.to_string_lossy()), "{mismatch}");
 
-        let missing =
-            ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), &key).unwrap_err();
+        let missing = ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), &key).unwrap_err();
         assert_eq!(missing.to_string(), "failed to read /nope/tls.crt");
     }
 
@@ -490,23 +442,13 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
 
-        let certs =
-            write_dev_certs(&dir.path().join("out"), &["stork.kube-system.svc".into()]).unwrap();
+        let certs = write_dev_certs(&dir.path().join("out"), &["stork.kube-system.svc".into()]).unwrap();
 
-        assert_eq!(
-            fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777,
-            0o600
-        );
+        assert_eq!(fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777, 0o600);
         assert!(ReloadingCertResolver::from_files(&certs.cert, &certs.key).is_ok());
         let der = CertificateDer::from_pem_file(&certs.cert).unwrap();
         let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let sans = parsed
-            .subject_alternative_name()
-            .unwrap()
-            .unwrap()
-            .value
-            .general_names
-            .clone();
+        let sans = parsed.subject_alternative_name().unwrap().unwrap().value.general_names.clone();
         let want = [
             GeneralName::DNSName("stork.kube-system.svc"),
             GeneralName::DNSName("localhost"),

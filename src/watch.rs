@@ -74,10 +74,7 @@ pub struct FileWatch {
 
 impl std::fmt::Debug for FileWatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("FileWatch")
-            .field("files", &self.files)
-            .field("poll", &self.poll)
-            .finish_non_exhaustive()
+        f.debug_struct("FileWatch").field("files", &self.files).field("poll", &self.poll).finish_non_exhaustive()
     }
 }
 
@@ -93,10 +90,7 @@ impl FileWatch {
             return Err(Error::NoPaths);
         }
         let files = paths.to_vec();
-        let names: BTreeSet<OsString> = files
-            .iter()
-            .filter_map(|p| p.file_name().map(OsString::from))
-            .collect();
+        let names: BTreeSet<OsString> = files.iter().filter_map(|p| p.file_name().map(OsString::from)).collect();
 
         // Capacity 1 is enough: a pending message already means "something changed", and the
         // notify thread must never block on us.
@@ -121,22 +115,12 @@ impl FileWatch {
         for dir in dirs {
             watcher
                 .watch(&dir, RecursiveMode::NonRecursive)
-                .map_err(|source| Error::WatchDir {
-                    dir: dir.clone(),
-                    source,
-                })?;
+                .map_err(|source| Error::WatchDir { dir: dir.clone(), source })?;
             debug!(dir = %dir.display(), "watching directory");
         }
 
         let stamps = files.iter().map(|p| stamp(p)).collect();
-        Ok(Self {
-            files,
-            poll,
-            next_poll: Instant::now() + poll,
-            stamps,
-            rx,
-            _watcher: watcher,
-        })
+        Ok(Self { files, poll, next_poll: Instant::now() + poll, stamps, rx, _watcher: watcher })
     }
 
     /// Resolves after something changed (debounced ~100ms so a cert+key pair written in two steps
@@ -189,20 +173,16 @@ fn is_relevant(event: &notify::Event, names: &BTreeSet<OsString>) -> bool {
     if matches!(event.kind, EventKind::Access(_)) {
         return false;
     }
-    event.paths.iter().any(|p| {
-        p.file_name()
-            .is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with(".."))
-    })
+    event
+        .paths
+        .iter()
+        .any(|p| p.file_name().is_some_and(|n| names.contains(n) || n.to_string_lossy().starts_with("..")))
 }
 
 /// `None` while the file is missing or unreadable; a later `Some` then counts as a change.
 fn stamp(path: &Path) -> Option<Stamp> {
     let meta = fs::metadata(path).ok()?;
-    Some(Stamp {
-        mtime: meta.modified().ok(),
-        len: meta.len(),
-        canonical: fs::canonicalize(path).ok()?,
-    })
+    Some(Stamp { mtime: meta.modified().ok(), len: meta.len(), canonical: fs::canonicalize(path).ok()? })
 }
 
 #[cfg(test)]
@@ -212,9 +192,7 @@ mod tests {
     const LONG_POLL: Duration = Duration::from_secs(3600);
 
     async fn wakes_within(watch: &mut FileWatch, limit: Duration) -> bool {
-        tokio::time::timeout(limit, watch.changed())
-            .await
-            .unwrap_or(false)
+        tokio::time::timeout(limit, watch.changed()).await.unwrap_or(false)
     }
 
     #[tokio::test]
@@ -265,8 +243,7 @@ mod tests {
 
     #[tokio::test]
     async fn poll_catches_an_edit_behind_a_symlink_outside_the_watched_directory() {
-        let (watched_dir, target_dir) =
-            (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (watched_dir, target_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let target = target_dir.path().join("real.crt");
         fs::write(&target, "a").unwrap();
         let link = watched_dir.path().join("tls.crt");
@@ -280,16 +257,12 @@ mod tests {
 
     #[test]
     fn an_empty_path_list_is_rejected() {
-        assert!(matches!(
-            FileWatch::new(&[], LONG_POLL),
-            Err(Error::NoPaths)
-        ));
+        assert!(matches!(FileWatch::new(&[], LONG_POLL), Err(Error::NoPaths)));
     }
 
     #[test]
     fn a_missing_parent_directory_is_rejected_with_its_path() {
-        let err =
-            FileWatch::new(&[PathBuf::from("/nonexistent/stork/tls.crt")], LONG_POLL).unwrap_err();
+        let err = FileWatch::new(&[PathBuf::from("/nonexistent/stork/tls.crt")], LONG_POLL).unwrap_err();
         assert!(err.to_string().contains("/nonexistent/stork"), "{err}");
     }
 }

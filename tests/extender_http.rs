@@ -22,9 +22,7 @@ const FILTER_NODES: &str = include_str!("data/filter-seed-nodes.json");
 fn seed_state() -> ExtenderState {
     let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/topology.yaml");
     ExtenderState {
-        cluster: Objects::from_yaml(SEED_OBJECTS)
-            .expect("seed objects")
-            .into_view(),
+        cluster: Objects::from_yaml(SEED_OBJECTS).expect("seed objects").into_view(),
         driver: Arc::new(MockDriver::load(topology.as_ref()).expect("seed topology")),
         events: EventSink::log_only(),
         metrics: Metrics::new(),
@@ -32,9 +30,7 @@ fn seed_state() -> ExtenderState {
 }
 
 async fn post(path: &str, body: impl Into<web::Bytes>) -> (StatusCode, web::Bytes) {
-    let app =
-        test::init_service(App::new().configure(stork::extender::http::configure(seed_state())))
-            .await;
+    let app = test::init_service(App::new().configure(stork::extender::http::configure(seed_state()))).await;
     let req = test::TestRequest::post()
         .uri(path)
         .insert_header(("content-type", "application/json"))
@@ -42,19 +38,12 @@ async fn post(path: &str, body: impl Into<web::Bytes>) -> (StatusCode, web::Byte
         .to_request();
     let resp = test::call_service(&app, req).await;
     let status = resp.status();
-    (
-        status,
-        resp.into_body().try_into_bytes().unwrap_or_default(),
-    )
+    (status, resp.into_body().try_into_bytes().unwrap_or_default())
 }
 
 fn json(bytes: &[u8]) -> Value {
-    serde_json::from_slice(bytes).unwrap_or_else(|e| {
-        panic!(
-            "response is not JSON ({e}): {}",
-            String::from_utf8_lossy(bytes)
-        )
-    })
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|e| panic!("response is not JSON ({e}): {}", String::from_utf8_lossy(bytes)))
 }
 
 #[actix_web::test]
@@ -64,10 +53,7 @@ async fn filter_in_names_mode_keeps_the_seed_driver_nodes_and_lists_the_others_w
     let v = json(&body);
     assert_eq!(v["NodeNames"], serde_json::json!(["n1", "n2", "n3"]));
     assert_eq!(v["Nodes"], Value::Null);
-    assert_eq!(
-        v["FailedNodes"]["n4"],
-        "storage driver is not running on this node"
-    );
+    assert_eq!(v["FailedNodes"]["n4"], "storage driver is not running on this node");
     assert!(v["FailedNodes"]["n5"].is_string());
     assert_eq!(v["Error"], "");
 }
@@ -109,9 +95,7 @@ async fn prioritize_scores_the_seed_nodes_100_200_100() {
 
 #[actix_web::test]
 async fn lower_case_keys_from_hand_written_clients_are_accepted() {
-    let body = FILTER_NAMES
-        .replace("\"Pod\"", "\"pod\"")
-        .replace("\"NodeNames\"", "\"nodenames\"");
+    let body = FILTER_NAMES.replace("\"Pod\"", "\"pod\"").replace("\"NodeNames\"", "\"nodenames\"");
     let (status, body) = post("/filter", body).await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
 }
@@ -121,10 +105,7 @@ async fn assert_bad_request(body: impl Into<web::Bytes>, expected: &str) {
         let (status, text) = post(path, body.into()).await;
         let text = String::from_utf8_lossy(&text);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
-        assert!(
-            text.contains(expected),
-            "{path}: {text:?} should mention {expected:?}"
-        );
+        assert!(text.contains(expected), "{path}: {text:?} should mention {expected:?}");
         return;
     }
 }
@@ -154,9 +135,7 @@ async fn a_body_without_pod_or_without_nodes_gets_400_saying_what_is_missing() {
 
 #[actix_web::test]
 async fn a_body_over_64_mib_is_refused_with_413_whether_declared_or_streamed() {
-    let app =
-        test::init_service(App::new().configure(stork::extender::http::configure(seed_state())))
-            .await;
+    let app = test::init_service(App::new().configure(stork::extender::http::configure(seed_state()))).await;
     let declared = test::TestRequest::post()
         .uri("/filter")
         .insert_header(("content-length", (MAX_BODY_BYTES + 1).to_string()))
@@ -166,14 +145,9 @@ async fn a_body_over_64_mib_is_refused_with_413_whether_declared_or_streamed() {
     let text = resp.into_body().try_into_bytes().unwrap_or_default();
     assert!(String::from_utf8_lossy(&text).contains("larger than the limit"));
 
-    let streamed = test::TestRequest::post()
-        .uri("/prioritize")
-        .set_payload(vec![b' '; MAX_BODY_BYTES + 1])
-        .to_request();
-    assert_eq!(
-        test::call_service(&app, streamed).await.status(),
-        StatusCode::PAYLOAD_TOO_LARGE
-    );
+    let streamed =
+        test::TestRequest::post().uri("/prioritize").set_payload(vec![b' '; MAX_BODY_BYTES + 1]).to_request();
+    assert_eq!(test::call_service(&app, streamed).await.status(), StatusCode::PAYLOAD_TOO_LARGE);
 }
 
 #[actix_web::test]
@@ -188,41 +162,20 @@ async fn exactly_64_mib_of_valid_json_is_accepted() {
 async fn readiness_is_503_until_the_cluster_caches_sync_and_metrics_name_the_stork_gauges() {
     let (view, _writers) = stork::cluster::ClusterView::new();
     let metrics = Metrics::new();
-    let app =
-        test::init_service(App::new().configure(admin_routes(Health::new(view), metrics.clone())))
-            .await;
+    let app = test::init_service(App::new().configure(admin_routes(Health::new(view), metrics.clone()))).await;
     let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
     assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
     let synced = Objects::default().into_view();
-    let app = test::init_service(
-        App::new().configure(admin_routes(Health::new(synced), metrics.clone())),
-    )
-    .await;
+    let app = test::init_service(App::new().configure(admin_routes(Health::new(synced), metrics.clone()))).await;
     let resp = test::call_service(&app, test::TestRequest::get().uri("/readyz").to_request()).await;
     assert_eq!(resp.status(), StatusCode::OK);
     // Families appear once they have a series: one timed request and one classified pod.
     drop(metrics.extender.time("filter"));
-    let labels = stork::metrics::PodLabels {
-        pod: "p".into(),
-        namespace: "ns".into(),
-    };
-    metrics
-        .placement
-        .hyperconverged
-        .get_or_create(&labels)
-        .set(1);
-    metrics
-        .placement
-        .semi_hyperconverged
-        .get_or_create(&labels)
-        .set(0);
-    metrics
-        .placement
-        .non_hyperconverged
-        .get_or_create(&labels)
-        .set(0);
-    let resp =
-        test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
+    let labels = stork::metrics::PodLabels { pod: "p".into(), namespace: "ns".into() };
+    metrics.placement.hyperconverged.get_or_create(&labels).set(1);
+    metrics.placement.semi_hyperconverged.get_or_create(&labels).set(0);
+    metrics.placement.non_hyperconverged.get_or_create(&labels).set(0);
+    let resp = test::call_service(&app, test::TestRequest::get().uri("/metrics").to_request()).await;
     let text = String::from_utf8(resp.into_body().try_into_bytes().unwrap().to_vec()).unwrap();
     for name in [
         "stork_hyperconverged_pods_total",

@@ -26,10 +26,7 @@ struct SecretVolume {
 
 impl SecretVolume {
     fn new(cert_pem: &str, key_pem: &str) -> Self {
-        let mut volume = Self {
-            dir: tempfile::tempdir().unwrap(),
-            generation: 0,
-        };
+        let mut volume = Self { dir: tempfile::tempdir().unwrap(), generation: 0 };
         volume.publish(cert_pem, key_pem);
         for name in ["tls.crt", "tls.key"] {
             symlink(format!("..data/{name}"), volume.dir.path().join(name)).unwrap();
@@ -95,21 +92,12 @@ fn start_server(resolver: Arc<ReloadingCertResolver>) -> (SocketAddr, ServerHand
     (addr, handle)
 }
 
-async fn connect(
-    addr: SocketAddr,
-    roots: &Arc<RootCertStore>,
-    alpn: &[&[u8]],
-) -> TlsStream<TcpStream> {
-    let mut config = ClientConfig::builder()
-        .with_root_certificates(Arc::clone(roots))
-        .with_no_client_auth();
+async fn connect(addr: SocketAddr, roots: &Arc<RootCertStore>, alpn: &[&[u8]]) -> TlsStream<TcpStream> {
+    let mut config = ClientConfig::builder().with_root_certificates(Arc::clone(roots)).with_no_client_auth();
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     let tcp = TcpStream::connect(addr).await.unwrap();
     let server_name = ServerName::try_from("localhost").unwrap();
-    TlsConnector::from(Arc::new(config))
-        .connect(server_name, tcp)
-        .await
-        .unwrap()
+    TlsConnector::from(Arc::new(config)).connect(server_name, tcp).await.unwrap()
 }
 
 /// The served certificate's DNS SAN other than `localhost`, from a fresh connection.
@@ -134,10 +122,7 @@ async fn wait_for_san(addr: SocketAddr, roots: &Arc<RootCertStore>, want: &str) 
         if seen == want {
             return;
         }
-        assert!(
-            Instant::now() < deadline,
-            "still serving {seen} after 10s, expected {want}"
-        );
+        assert!(Instant::now() < deadline, "still serving {seen} after 10s, expected {want}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -151,26 +136,16 @@ async fn rotated_secret_is_served_and_a_corrupt_update_keeps_the_last_good_certi
     let resolver = ReloadingCertResolver::from_files(&volume.cert(), &volume.key()).unwrap();
     let (addr, server) = start_server(Arc::clone(&resolver));
     let cancel = CancellationToken::new();
-    let watcher = actix_web::rt::spawn(tls::watch_and_reload(
-        Arc::clone(&resolver),
-        volume.cert(),
-        volume.key(),
-        cancel.clone(),
-    ));
+    let watcher =
+        actix_web::rt::spawn(tls::watch_and_reload(Arc::clone(&resolver), volume.cert(), volume.key(), cancel.clone()));
 
     assert_eq!(served_san(addr, &roots).await, "a.test");
 
     volume.publish(&b.cert, &b.key);
     wait_for_san(addr, &roots, "b.test").await;
 
-    volume.publish(
-        "-----BEGIN CERTIFICATE-----\ncorrupt\n-----END CERTIFICATE-----\n",
-        &b.key,
-    );
-    assert!(
-        resolver.reload().is_err(),
-        "a corrupt certificate must not load"
-    );
+    volume.publish("-----BEGIN CERTIFICATE-----\ncorrupt\n-----END CERTIFICATE-----\n", &b.key);
+    assert!(resolver.reload().is_err(), "a corrupt certificate must not load");
     // Outlast the watcher's debounce, so its own reload attempt has happened too.
     let stays_until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < stays_until {
@@ -216,10 +191,7 @@ async fn http2_get(stream: &mut TlsStream<TcpStream>) -> Vec<u8> {
         let mut payload = vec![0u8; len];
         stream.read_exact(&mut payload).await.unwrap();
         if kind == SETTINGS && flags & 0x1 == 0 {
-            stream
-                .write_all(&frame(SETTINGS, 0x1, 0, &[]))
-                .await
-                .unwrap();
+            stream.write_all(&frame(SETTINGS, 0x1, 0, &[])).await.unwrap();
             stream.flush().await.unwrap();
         }
         if kind == HEADERS && stream_id == 1 {
@@ -244,15 +216,10 @@ async fn http2_is_negotiated_through_alpn_and_answers_requests() {
 
     let mut h2 = connect(addr, &roots, &[b"h2", b"http/1.1"]).await;
     assert_eq!(h2.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
-    let response = tokio::time::timeout(Duration::from_secs(5), http2_get(&mut h2))
-        .await
-        .expect("an HTTP/2 response within 5s");
+    let response =
+        tokio::time::timeout(Duration::from_secs(5), http2_get(&mut h2)).await.expect("an HTTP/2 response within 5s");
     // 0x88 is HPACK's static-table entry for `:status: 200`.
-    assert_eq!(
-        response.first(),
-        Some(&0x88),
-        "response header block {response:02x?}"
-    );
+    assert_eq!(response.first(), Some(&0x88), "response header block {response:02x?}");
 
     server.stop(false).await;
 }

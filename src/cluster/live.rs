@@ -19,19 +19,8 @@ use super::{ClusterView, ClusterWriters};
 
 /// Runs the four reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.
-pub async fn run_reflectors(
-    client: Client,
-    view: ClusterView,
-    writers: ClusterWriters,
-    cancel: CancellationToken,
-) {
-    let ClusterWriters {
-        storage_classes,
-        pvcs,
-        pvs,
-        nodes,
-        synced,
-    } = writers;
+pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterWriters, cancel: CancellationToken) {
+    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced } = writers;
     let sync = async {
         let results = tokio::join!(
             view.storage_classes.wait_until_ready(),
@@ -61,10 +50,7 @@ where
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).to_string();
-    let stream = watcher(api, watcher::Config::default())
-        .default_backoff()
-        .modify(trim)
-        .reflect(writer);
+    let stream = watcher(api, watcher::Config::default()).default_backoff().modify(trim).reflect(writer);
     let mut stream = std::pin::pin!(stream.applied_objects());
     loop {
         match stream.try_next().await {
@@ -92,7 +78,7 @@ fn trim_pvc(pvc: &mut PersistentVolumeClaim) {
 
 /// Keeps name, labels, annotations, taints, addresses and conditions; drops images, node info,
 /// capacity and attached volumes, which are most of a Node's bytes.
-pub(crate) fn trim_node(node: &mut Node) {
+pub fn trim_node(node: &mut Node) {
     trim_meta(node);
     if let Some(status) = node.status.as_mut() {
         status.images = None;
@@ -116,9 +102,6 @@ pub(crate) fn trim_node(node: &mut Node) {
 
 impl Debug for ClusterView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ClusterView")
-            .field("synced", &self.is_synced())
-            .field("counts", &self.counts())
-            .finish()
+        f.debug_struct("ClusterView").field("synced", &self.is_synced()).field("counts", &self.counts()).finish()
     }
 }

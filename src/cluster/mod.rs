@@ -17,7 +17,7 @@ use k8s_openapi::api::{
 };
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 
-pub use live::run_reflectors;
+pub use live::{run_reflectors, trim_node};
 pub use offline::{Objects, load_objects_file};
 
 /// Errors building or filling the cluster view.
@@ -69,20 +69,8 @@ impl ClusterView {
         let (pvs, pv_w) = reflector::store();
         let (nodes, node_w) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
-        let view = Self {
-            storage_classes,
-            pvcs,
-            pvs,
-            nodes,
-            synced: synced.clone(),
-        };
-        let writers = ClusterWriters {
-            storage_classes: sc_w,
-            pvcs: pvc_w,
-            pvs: pv_w,
-            nodes: node_w,
-            synced,
-        };
+        let view = Self { storage_classes, pvcs, pvs, nodes, synced: synced.clone() };
+        let writers = ClusterWriters { storage_classes: sc_w, pvcs: pvc_w, pvs: pv_w, nodes: node_w, synced };
         (view, writers)
     }
 
@@ -129,10 +117,7 @@ impl ClusterView {
 
 /// The class name of a PVC: `spec.storageClassName`, else the legacy beta annotation.
 pub fn storage_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
-    let spec = pvc
-        .spec
-        .as_ref()
-        .and_then(|s| s.storage_class_name.as_deref());
+    let spec = pvc.spec.as_ref().and_then(|s| s.storage_class_name.as_deref());
     spec.or_else(|| {
         pvc.metadata
             .annotations
@@ -148,10 +133,6 @@ pub fn node_addresses(node: &Node) -> Vec<(&str, &str)> {
     node.status
         .as_ref()
         .and_then(|s| s.addresses.as_ref())
-        .map(|a| {
-            a.iter()
-                .map(|a| (a.type_.as_str(), a.address.as_str()))
-                .collect()
-        })
+        .map(|a| a.iter().map(|a| (a.type_.as_str(), a.address.as_str())).collect())
         .unwrap_or_default()
 }

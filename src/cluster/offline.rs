@@ -28,8 +28,7 @@ impl Objects {
     /// Parses multi-document YAML; `kind: List` documents are flattened, other kinds are
     /// ignored so a full `kubectl get -o yaml` dump can be used as is.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let docs: Vec<serde_json::Value> =
-            serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
+        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
         let mut out = Self::default();
         let mut queue: Vec<serde_json::Value> = docs.into_iter().rev().collect();
         let mut index = 0;
@@ -38,11 +37,7 @@ impl Objects {
             if doc.is_null() {
                 continue;
             }
-            let kind = doc
-                .get("kind")
-                .and_then(|k| k.as_str())
-                .unwrap_or_default()
-                .to_string();
+            let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
             let ctx = |e: serde_json::Error| format!("object {index} ({kind}): {e}");
             match kind.as_str() {
                 "List" => {
@@ -70,13 +65,7 @@ impl Objects {
     }
 
     fn fill(self, w: ClusterWriters) {
-        let ClusterWriters {
-            storage_classes,
-            pvcs,
-            pvs,
-            nodes,
-            synced,
-        } = w;
+        let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced } = w;
         init(storage_classes, self.storage_classes);
         init(pvcs, self.pvcs);
         init(pvs, self.pvs);
@@ -105,14 +94,8 @@ where
 /// Loads `--objects FILE` into a synced view.
 pub fn load_objects_file(path: &Path) -> Result<ClusterView, Error> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadObjects {
-        path: display.clone(),
-        source,
-    })?;
-    let objects = Objects::from_yaml(&text).map_err(|message| Error::ParseObjects {
-        path: display,
-        message,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadObjects { path: display.clone(), source })?;
+    let objects = Objects::from_yaml(&text).map_err(|message| Error::ParseObjects { path: display, message })?;
     tracing::info!(
         path = %path.display(),
         storageclasses = objects.storage_classes.len(),

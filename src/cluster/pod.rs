@@ -84,10 +84,7 @@ impl PodFacts {
             if let Some(src) = &v.persistent_volume_claim {
                 Some((v.name.as_str(), src.claim_name.clone()))
             } else if v.ephemeral.is_some() && !self.metadata.name.is_empty() {
-                Some((
-                    v.name.as_str(),
-                    format!("{}-{}", self.metadata.name, v.name),
-                ))
+                Some((v.name.as_str(), format!("{}-{}", self.metadata.name, v.name)))
             } else {
                 None
             }
@@ -97,10 +94,7 @@ impl PodFacts {
     /// `namespace/name` (or `namespace/generateName*`) for messages and logs.
     pub fn display_name(&self) -> String {
         if self.metadata.name.is_empty() {
-            format!(
-                "{}/{}*",
-                self.metadata.namespace, self.metadata.generate_name
-            )
+            format!("{}/{}*", self.metadata.namespace, self.metadata.generate_name)
         } else {
             format!("{}/{}", self.metadata.namespace, self.metadata.name)
         }

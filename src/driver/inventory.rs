@@ -26,17 +26,11 @@ pub struct NodeInventory {
 impl NodeInventory {
     /// Builds the indexes; with a duplicate storage id, [`Self::by_id`] answers the first entry.
     pub fn new(nodes: Vec<DriverNode>) -> Self {
-        let mut inv = Self {
-            nodes,
-            ..Self::default()
-        };
+        let mut inv = Self { nodes, ..Self::default() };
         for (i, n) in inv.nodes.iter().enumerate() {
             inv.by_id.entry(n.id.clone()).or_default().push(i);
             inv.by_name.entry(n.name.clone()).or_default().push(i);
-            inv.by_hostname
-                .entry(n.hostname.clone())
-                .or_default()
-                .push(i);
+            inv.by_hostname.entry(n.hostname.clone()).or_default().push(i);
             for ip in &n.ips {
                 inv.by_ip.entry(ip.clone()).or_default().push(i);
             }
@@ -75,9 +69,7 @@ impl NodeInventory {
         host_prefixes(node.name).for_each(|p| extend(out, self.by_id.get(p)));
         for &(kind, addr) in node.addresses {
             match kind {
-                "Hostname" => {
-                    host_prefixes(addr).for_each(|p| extend(out, self.by_hostname.get(p)))
-                }
+                "Hostname" => host_prefixes(addr).for_each(|p| extend(out, self.by_hostname.get(p))),
                 "InternalIP" => extend(out, self.by_ip.get(addr)),
                 _ => {}
             }
@@ -102,9 +94,7 @@ fn extend(out: &mut Vec<usize>, found: Option<&Vec<usize>>) {
 /// `name` itself and every prefix that ends right before a `.`: the driver-side strings that
 /// host-name-match `name` (`node1` matches `node1.example.com`, not the reverse).
 fn host_prefixes(name: &str) -> impl Iterator<Item = &str> {
-    std::iter::once(name)
-        .chain(name.match_indices('.').map(move |(i, _)| &name[..i]))
-        .filter(|p| !p.is_empty())
+    std::iter::once(name).chain(name.match_indices('.').map(move |(i, _)| &name[..i])).filter(|p| !p.is_empty())
 }
 
 #[cfg(test)]
@@ -125,13 +115,7 @@ mod tests {
 
     fn matched(inv: &NodeInventory, name: &str, addrs: &[(&str, &str)]) -> Vec<String> {
         let mut out = Vec::new();
-        inv.matches(
-            NodeIdentity {
-                name,
-                addresses: addrs,
-            },
-            &mut out,
-        );
+        inv.matches(NodeIdentity { name, addresses: addrs }, &mut out);
         out.into_iter().map(|i| inv.get(i).id.clone()).collect()
     }
 
@@ -143,20 +127,14 @@ mod tests {
 
     #[test]
     fn fqdn_kubernetes_name_matches_a_short_storage_id_but_not_the_reverse() {
-        let inv = NodeInventory::new(vec![
-            dn("a", NodeStatus::Online),
-            dn("b.example.com", NodeStatus::Online),
-        ]);
+        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("b.example.com", NodeStatus::Online)]);
         assert_eq!(matched(&inv, "a.example.com", &[]), ["a"]);
         assert!(matched(&inv, "b", &[]).is_empty());
     }
 
     #[test]
     fn hostname_and_internal_ip_addresses_match_but_external_ip_does_not() {
-        let inv = NodeInventory::new(vec![
-            dn("a", NodeStatus::Online),
-            dn("bb", NodeStatus::Online),
-        ]);
+        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
         assert_eq!(matched(&inv, "x", &[("Hostname", "a.lan")]), ["a"]);
         assert_eq!(matched(&inv, "x", &[("InternalIP", "10.0.0.2")]), ["bb"]);
         assert!(matched(&inv, "x", &[("ExternalIP", "10.0.0.2")]).is_empty());

@@ -146,10 +146,7 @@ impl From<Topology> for State {
                 (v.id, Arc::new(vol))
             })
             .collect();
-        Self {
-            inventory: Arc::new(NodeInventory::new(nodes)),
-            volumes,
-        }
+        Self { inventory: Arc::new(NodeInventory::new(nodes)), volumes }
     }
 }
 
@@ -162,19 +159,13 @@ pub struct MockDriver {
 impl MockDriver {
     /// A driver over an in-memory topology (tests, benchmarks).
     pub fn from_topology(topology: Topology) -> Self {
-        Self {
-            path: None,
-            state: ArcSwap::from_pointee(topology.into()),
-        }
+        Self { path: None, state: ArcSwap::from_pointee(topology.into()) }
     }
 
     /// Loads the topology file; fails with the path and the problem if it is unusable.
     pub fn load(path: &Path) -> Result<Self, Error> {
         let state = read_state(path)?;
-        Ok(Self {
-            path: Some(path.to_path_buf()),
-            state: ArcSwap::from_pointee(state),
-        })
+        Ok(Self { path: Some(path.to_path_buf()), state: ArcSwap::from_pointee(state) })
     }
 
     /// Re-reads the file. On error the previous state stays in force.
@@ -198,10 +189,7 @@ impl MockDriver {
         let Some(path) = self.path.clone() else {
             return;
         };
-        let mut watch = match crate::watch::FileWatch::new(
-            std::slice::from_ref(&path),
-            Duration::from_secs(5),
-        ) {
+        let mut watch = match crate::watch::FileWatch::new(std::slice::from_ref(&path), Duration::from_secs(5)) {
             Ok(w) => w,
             Err(e) => {
                 tracing::warn!(path = %path.display(), error = %e, "cannot watch mock topology; changes need a restart");
@@ -224,14 +212,8 @@ impl MockDriver {
 
 fn read_state(path: &Path) -> Result<State, Error> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology {
-        path: display.clone(),
-        source,
-    })?;
-    let topo = Topology::from_yaml(&text).map_err(|message| Error::Topology {
-        path: display,
-        message,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology { path: display.clone(), source })?;
+    let topo = Topology::from_yaml(&text).map_err(|message| Error::Topology { path: display, message })?;
     Ok(topo.into())
 }
 
@@ -264,31 +246,18 @@ mod tests {
 
     #[test]
     fn defaults_fill_name_hostname_and_status() {
-        let t =
-            Topology::from_yaml("nodes:\n- id: N1\n  hostname: N1.Example\n- id: n2\n  name: k2\n")
-                .unwrap();
+        let t = Topology::from_yaml("nodes:\n- id: N1\n  hostname: N1.Example\n- id: n2\n  name: k2\n").unwrap();
         let d = MockDriver::from_topology(t);
         let inv = d.nodes().unwrap();
         let n1 = inv.by_id("N1").unwrap();
-        assert_eq!(
-            (n1.name.as_str(), n1.hostname.as_str(), n1.status),
-            ("N1", "n1.example", NodeStatus::Online)
-        );
+        assert_eq!((n1.name.as_str(), n1.hostname.as_str(), n1.status), ("N1", "n1.example", NodeStatus::Online));
         assert_eq!(inv.by_id("n2").unwrap().hostname, "k2");
     }
 
     #[test]
     fn unknown_fields_duplicate_ids_and_missing_ids_are_rejected_with_the_location() {
-        assert!(
-            Topology::from_yaml("nodes:\n- id: a\n  zonee: x\n")
-                .unwrap_err()
-                .contains("zonee")
-        );
-        assert!(
-            Topology::from_yaml("nodes:\n- id: a\n- id: a\n")
-                .unwrap_err()
-                .contains("nodes[1]: duplicate")
-        );
+        assert!(Topology::from_yaml("nodes:\n- id: a\n  zonee: x\n").unwrap_err().contains("zonee"));
+        assert!(Topology::from_yaml("nodes:\n- id: a\n- id: a\n").unwrap_err().contains("nodes[1]: duplicate"));
         assert!(Topology::from_yaml("volumes:\n- replicas: [a]\n").is_err());
         assert!(Topology::from_yaml("nodes:\n- id: a\n  status: Sleeping\n").is_err());
     }
@@ -304,9 +273,6 @@ mod tests {
         assert!(d.nodes().unwrap().by_id("a").is_some());
         std::fs::write(&path, "nodes:\n- id: b\n  status: Offline\n").unwrap();
         d.reload().unwrap();
-        assert_eq!(
-            d.nodes().unwrap().by_id("b").unwrap().status,
-            NodeStatus::Offline
-        );
+        assert_eq!(d.nodes().unwrap().by_id("b").unwrap().status, NodeStatus::Offline);
     }
 }

@@ -97,41 +97,28 @@ pub trait Driver: Send + Sync + 'static {
             return true;
         }
         let annotated = pvc.metadata.annotations.as_ref().is_some_and(|a| {
-            [
-                "volume.kubernetes.io/storage-provisioner",
-                "volume.beta.kubernetes.io/storage-provisioner",
-            ]
-            .iter()
-            .filter_map(|k| a.get(*k))
-            .any(|p| self.owns_provisioner(p))
+            ["volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner"]
+                .iter()
+                .filter_map(|k| a.get(*k))
+                .any(|p| self.owns_provisioner(p))
         });
         annotated || bound_pv(pvc, cluster).is_some_and(|pv| self.owns_pv(&pv))
     }
 
     /// Whether a PV is this driver's (its CSI driver name).
     fn owns_pv(&self, pv: &PersistentVolume) -> bool {
-        pv.spec
-            .as_ref()
-            .and_then(|s| s.csi.as_ref())
-            .is_some_and(|c| self.owns_provisioner(&c.driver))
+        pv.spec.as_ref().and_then(|s| s.csi.as_ref()).is_some_and(|c| self.owns_provisioner(&c.driver))
     }
 }
 
 fn bound_pv(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> Option<Arc<PersistentVolume>> {
-    let name = pvc
-        .spec
-        .as_ref()?
-        .volume_name
-        .as_deref()
-        .filter(|n| !n.is_empty())?;
+    let name = pvc.spec.as_ref()?.volume_name.as_deref().filter(|n| !n.is_empty())?;
     cluster.pv(name)
 }
 
 /// Whether a PVC waits for its first consumer before binding.
 fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
-    cluster
-        .class_of(pvc)
-        .is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+    cluster.class_of(pvc).is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
 }
 
 /// Resolves the driver volumes a pod uses, from cached objects and the driver's cache.
@@ -141,20 +128,13 @@ fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView
 /// driver does not know is kept without replicas, so it neither blocks nor steers placement.
 /// Effective labels are StorageClass parameters, overlaid by the volume's labels, overlaid by
 /// the PVC's annotations, so every knob can be set at any of the three levels.
-pub fn pod_volumes(
-    driver: &dyn Driver,
-    cluster: &ClusterView,
-    pod: &PodFacts,
-) -> Result<PodVolumes, VolumesError> {
+pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -> Result<PodVolumes, VolumesError> {
     let ns = pod.metadata.namespace.as_str();
     let mut out = PodVolumes::default();
     for (volume, claim_name) in pod.claims() {
         let claim = format!("{ns}/{claim_name}");
         let Some(pvc) = cluster.pvc(ns, &claim_name) else {
-            return Err(VolumesError::PvcNotFound {
-                claim,
-                volume: volume.to_string(),
-            });
+            return Err(VolumesError::PvcNotFound { claim, volume: volume.to_string() });
         };
         if !driver.owns_pvc(&pvc, cluster) {
             continue;
@@ -168,32 +148,18 @@ pub fn pod_volumes(
             }
             return Err(VolumesError::PvcPending { claim });
         };
-        let vol = driver
-            .volume(&pv)
-            .map_err(|e| VolumesError::Driver(e.to_string()))?;
+        let vol = driver.volume(&pv).map_err(|e| VolumesError::Driver(e.to_string()))?;
         let vol = vol.unwrap_or_else(|| {
-            tracing::debug!(
-                pv = pv.metadata.name.as_deref().unwrap_or(""),
-                "volume unknown to the driver"
-            );
-            Arc::new(Volume {
-                id: pv.metadata.name.clone().unwrap_or_default(),
-                ..Volume::default()
-            })
+            tracing::debug!(pv = pv.metadata.name.as_deref().unwrap_or(""), "volume unknown to the driver");
+            Arc::new(Volume { id: pv.metadata.name.clone().unwrap_or_default(), ..Volume::default() })
         });
-        let mut labels: BTreeMap<String, String> = cluster
-            .class_of(&pvc)
-            .and_then(|c| c.parameters.clone())
-            .unwrap_or_default();
+        let mut labels: BTreeMap<String, String> =
+            cluster.class_of(&pvc).and_then(|c| c.parameters.clone()).unwrap_or_default();
         labels.extend(vol.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         if let Some(a) = &pvc.metadata.annotations {
             labels.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        out.bound.push(PodVolume {
-            claim,
-            volume: vol,
-            labels,
-        });
+        out.bound.push(PodVolume { claim, volume: vol, labels });
     }
     Ok(out)
 }

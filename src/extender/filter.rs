@@ -28,10 +28,7 @@ pub struct FilterDecision {
 
 impl FilterDecision {
     fn keep_all(n: usize) -> Self {
-        Self {
-            kept: (0..n).collect(),
-            ..Self::default()
-        }
+        Self { kept: (0..n).collect(), ..Self::default() }
     }
 
     fn unresolvable(n: usize, reason: String) -> Self {
@@ -59,10 +56,7 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
                 );
             }
             Some(pvc) if driver::restore_in_progress(&pvc) => {
-                return FilterDecision::unresolvable(
-                    n,
-                    format!("volume restore is in progress for pvc {ns}/{claim}"),
-                );
+                return FilterDecision::unresolvable(n, format!("volume restore is in progress for pvc {ns}/{claim}"));
             }
             Some(_) => {}
         }
@@ -76,10 +70,7 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         Err(VolumesError::Driver(msg)) => {
             // Fail open: an unreachable driver must not stop every stateful pod from scheduling.
             let mut d = FilterDecision::keep_all(n);
-            d.event = Some(PodEvent::warning(
-                UNRESOLVABLE_EVENT,
-                format!("error getting volumes for pod: {msg}"),
-            ));
+            d.event = Some(PodEvent::warning(UNRESOLVABLE_EVENT, format!("error getting volumes for pod: {msg}")));
             return d;
         }
     };
@@ -89,10 +80,7 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         .filter(|&i| {
             let ok = !nodes[i].storage_unschedulable;
             if !ok {
-                let why = format!(
-                    "node is marked unschedulable for storage ({})",
-                    knobs::NODE_UNSCHEDULABLE
-                );
+                let why = format!("node is marked unschedulable for storage ({})", knobs::NODE_UNSCHEDULABLE);
                 decision.failed.push((i, why));
             }
             ok
@@ -119,36 +107,17 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
                 remote_only.entry(id.as_str()).or_insert(v);
             }
         }
-        let online = v.volume.replicas.iter().any(|id| {
-            inventory
-                .by_id(id)
-                .is_some_and(|d| d.status == NodeStatus::Online)
-        });
+        let online =
+            v.volume.replicas.iter().any(|id| inventory.by_id(id).is_some_and(|d| d.status == NodeStatus::Online));
         if !v.volume.replicas.is_empty() && !online {
-            let why = format!(
-                "no online node holds a replica of volume {} (pvc {})",
-                v.volume.id, v.claim
-            );
+            let why = format!("no online node holds a replica of volume {} (pvc {})", v.volume.id, v.claim);
             return FilterDecision::unresolvable(n, why);
         }
     }
 
-    let prefer_local = knobs::flag(
-        &input.pod.metadata.annotations,
-        knobs::PREFER_LOCAL_NODE_ONLY,
-        false,
-    );
-    let local: Vec<&PodVolume> = volumes
-        .bound
-        .iter()
-        .filter(|v| !v.volume.anti_hyperconvergence)
-        .collect();
-    let rules = NodeRules {
-        inventory: &inventory,
-        prefer_local,
-        local: &local,
-        remote_only: &remote_only,
-    };
+    let prefer_local = knobs::flag(&input.pod.metadata.annotations, knobs::PREFER_LOCAL_NODE_ONLY, false);
+    let local: Vec<&PodVolume> = volumes.bound.iter().filter(|v| !v.volume.anti_hyperconvergence).collect();
+    let rules = NodeRules { inventory: &inventory, prefer_local, local: &local, remote_only: &remote_only };
     let mut scratch = Vec::new();
     for i in schedulable {
         match rules.admit(&nodes[i], &mut scratch) {
@@ -195,18 +164,14 @@ impl NodeRules<'_> {
             let d = self.inventory.get(idx);
             let why = if !d.status.is_schedulable() {
                 Some(format!("storage driver is {} on this node", d.status))
-            } else if let Some(v) = self
-                .prefer_local
-                .then(|| self.missing_local(&d.id))
-                .flatten()
-            {
-                Some(format!(
-                    "no replica of pvc {} on this node (preferLocalNodeOnly)",
-                    v.claim
-                ))
+            } else if let Some(v) = self.prefer_local.then(|| self.missing_local(&d.id)).flatten() {
+                Some(format!("no replica of pvc {} on this node (preferLocalNodeOnly)", v.claim))
             } else {
                 self.remote_only.get(d.id.as_str()).map(|v| {
-                    format!("holds a replica of pvc {}, which asks for remote nodes only (preferRemoteNodeOnly)", v.claim)
+                    format!(
+                        "holds a replica of pvc {}, which asks for remote nodes only (preferRemoteNodeOnly)",
+                        v.claim
+                    )
                 })
             };
             match why {
@@ -220,10 +185,7 @@ impl NodeRules<'_> {
     }
 
     fn missing_local(&self, storage_id: &str) -> Option<&PodVolume> {
-        self.local
-            .iter()
-            .copied()
-            .find(|v| !v.volume.replicas.iter().any(|r| r == storage_id))
+        self.local.iter().copied().find(|v| !v.volume.replicas.iter().any(|r| r == storage_id))
     }
 }
 
@@ -236,15 +198,10 @@ fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision
     let mut decision = FilterDecision::default();
     for (i, node) in nodes.iter().enumerate() {
         inventory.matches(node.identity(), &mut scratch);
-        if scratch
-            .iter()
-            .any(|&m| inventory.get(m).status.is_schedulable())
-        {
+        if scratch.iter().any(|&m| inventory.get(m).status.is_schedulable()) {
             decision.kept.push(i);
         } else {
-            decision
-                .failed
-                .push((i, "storage driver is not running on this node".to_string()));
+            decision.failed.push((i, "storage driver is not running on this node".to_string()));
         }
     }
     if decision.kept.is_empty() {

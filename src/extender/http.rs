@@ -73,12 +73,7 @@ async fn prioritize_handler(
         prioritize_body(&state, &body)
     }
     .await;
-    result.inspect_err(|e| {
-        state
-            .metrics
-            .extender
-            .failed("prioritize", e.metric_label())
-    })
+    result.inspect_err(|e| state.metrics.extender.failed("prioritize", e.metric_label()))
 }
 
 /// Nodes of a request in either mode, with the cached Node objects that names mode borrows from.
@@ -92,10 +87,7 @@ impl<'a> RequestNodes<'a> {
         if let Some(list) = args.nodes.take() {
             Ok(Self::Full(list.items))
         } else if let Some(names) = &args.node_names {
-            Ok(Self::Names(
-                names,
-                names.iter().map(|n| cluster.node(n)).collect(),
-            ))
+            Ok(Self::Names(names, names.iter().map(|n| cluster.node(n)).collect()))
         } else {
             Err(Error::MissingNodes)
         }
@@ -107,19 +99,13 @@ impl<'a> RequestNodes<'a> {
                 .iter()
                 .map(|n| Candidate {
                     name: &n.name,
-                    addresses: n
-                        .addresses
-                        .iter()
-                        .map(|(k, a)| (k.as_ref(), a.as_ref()))
-                        .collect(),
+                    addresses: n.addresses.iter().map(|(k, a)| (k.as_ref(), a.as_ref())).collect(),
                     storage_unschedulable: n.storage_unschedulable,
                 })
                 .collect(),
-            Self::Names(names, cached) => names
-                .iter()
-                .zip(cached)
-                .map(|(name, node)| Candidate::from_cache(name, node.as_deref()))
-                .collect(),
+            Self::Names(names, cached) => {
+                names.iter().zip(cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect()
+            }
         }
     }
 }
@@ -131,14 +117,9 @@ pub fn filter_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, E
     let nodes = RequestNodes::new(&mut args, &state.cluster)?;
     let candidates = nodes.candidates();
     let span = Span::current();
-    span.record("pod", pod.display_name())
-        .record("nodes", candidates.len());
+    span.record("pod", pod.display_name()).record("nodes", candidates.len());
 
-    let inputs = Inputs {
-        pod: &pod,
-        cluster: &state.cluster,
-        driver: state.driver.as_ref(),
-    };
+    let inputs = Inputs { pod: &pod, cluster: &state.cluster, driver: state.driver.as_ref() };
     let decision = filter::filter(&inputs, &candidates);
     span.record("kept", decision.kept.len());
     if let Some(ev) = decision.event {
@@ -172,65 +153,40 @@ pub fn prioritize_body(state: &ExtenderState, body: &[u8]) -> Result<HttpRespons
     let pod = args.pod.take().ok_or(Error::MissingPod)?;
     let nodes = RequestNodes::new(&mut args, &state.cluster)?;
     let candidates = nodes.candidates();
-    Span::current()
-        .record("pod", pod.display_name())
-        .record("nodes", candidates.len());
+    Span::current().record("pod", pod.display_name()).record("nodes", candidates.len());
 
-    let inputs = Inputs {
-        pod: &pod,
-        cluster: &state.cluster,
-        driver: state.driver.as_ref(),
-    };
+    let inputs = Inputs { pod: &pod, cluster: &state.cluster, driver: state.driver.as_ref() };
     let Scores { scores, event } = prioritize::prioritize(&inputs, &candidates);
     if let Some(ev) = event {
         state.events.send(pod_ref(&pod), ev);
     }
-    let list: Vec<HostPriority> = candidates
-        .iter()
-        .zip(scores)
-        .map(|(c, score)| HostPriority {
-            host: c.name.to_string(),
-            score,
-        })
-        .collect();
+    let list: Vec<HostPriority> =
+        candidates.iter().zip(scores).map(|(c, score)| HostPriority { host: c.name.to_string(), score }).collect();
     tracing::debug!(scores = ?list, "prioritized");
     json_response(&list)
 }
 
 fn json_response<T: serde::Serialize>(value: &T) -> Result<HttpResponse, Error> {
     let body = serde_json::to_vec(value).map_err(Error::Encode)?;
-    Ok(HttpResponse::Ok()
-        .insert_header((CONTENT_TYPE, "application/json"))
-        .body(body))
+    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body))
 }
 
 fn pod_ref(pod: &PodFacts) -> PodRef {
-    PodRef {
-        namespace: pod.metadata.namespace.clone(),
-        name: pod.metadata.name.clone(),
-        uid: pod.metadata.uid.clone(),
-    }
+    PodRef { namespace: pod.metadata.namespace.clone(), name: pod.metadata.name.clone(), uid: pod.metadata.uid.clone() }
 }
 
 /// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] before buffering it.
 async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::BytesMut, Error> {
-    let declared = req
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
+    let declared =
+        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(Error::BodyTooLarge {
-            limit: MAX_BODY_BYTES,
-        });
+        return Err(Error::BodyTooLarge { limit: MAX_BODY_BYTES });
     }
     let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
     while let Some(chunk) = payload.next().await {
         let chunk = chunk.map_err(Error::Body)?;
         if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(Error::BodyTooLarge {
-                limit: MAX_BODY_BYTES,
-            });
+            return Err(Error::BodyTooLarge { limit: MAX_BODY_BYTES });
         }
         body.extend_from_slice(&chunk);
     }

@@ -39,9 +39,7 @@ pub struct Inputs<'a> {
 impl Inputs<'_> {
     /// The driver's own CSI controller pods are placed by driver health alone.
     fn is_csi_pod(&self) -> bool {
-        self.driver
-            .csi_pod_prefix()
-            .is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
+        self.driver.csi_pod_prefix().is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
     }
 }
 
@@ -61,16 +59,9 @@ impl<'a> Candidate<'a> {
     /// A node missing from the cache can still match its driver entry by name.
     pub fn from_cache(name: &'a str, node: Option<&'a Node>) -> Self {
         let Some(node) = node else {
-            return Self {
-                name,
-                ..Self::default()
-            };
+            return Self { name, ..Self::default() };
         };
-        let unschedulable = node
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(knobs::NODE_UNSCHEDULABLE));
+        let unschedulable = node.metadata.annotations.as_ref().and_then(|a| a.get(knobs::NODE_UNSCHEDULABLE));
         Self {
             name,
             addresses: node_addresses(node),
@@ -80,10 +71,7 @@ impl<'a> Candidate<'a> {
 
     /// The identity used to find the node's driver entries.
     pub fn identity(&self) -> NodeIdentity<'_> {
-        NodeIdentity {
-            name: self.name,
-            addresses: &self.addresses,
-        }
+        NodeIdentity { name: self.name, addresses: &self.addresses }
     }
 }
 
@@ -131,16 +119,12 @@ impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
             Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => {
-                StatusCode::BAD_REQUEST
-            }
+            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => StatusCode::BAD_REQUEST,
             Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .content_type("text/plain; charset=utf-8")
-            .body(format!("{self}\n"))
+        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
     }
 }

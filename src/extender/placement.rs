@@ -45,22 +45,12 @@ pub fn classify(storage_id: Option<&str>, volumes: &[PodVolume]) -> Placement {
 }
 
 /// The storage id of the driver node that is Kubernetes node `name`.
-fn storage_id<'a>(
-    inventory: &'a NodeInventory,
-    cluster: &ClusterView,
-    name: &str,
-) -> Option<&'a str> {
+fn storage_id<'a>(inventory: &'a NodeInventory, cluster: &ClusterView, name: &str) -> Option<&'a str> {
     let node = cluster.node(name);
     let addresses = node.as_deref().map(node_addresses).unwrap_or_default();
     let mut scratch = Vec::new();
     inventory
-        .best_match(
-            NodeIdentity {
-                name,
-                addresses: &addresses,
-            },
-            &mut scratch,
-        )
+        .best_match(NodeIdentity { name, addresses: &addresses }, &mut scratch)
         .map(|i| inventory.get(i).id.as_str())
 }
 
@@ -80,11 +70,7 @@ pub fn facts_of(pod: &Pod) -> PodFacts {
             .volumes
             .iter()
             .flatten()
-            .filter_map(|v| {
-                serde_json::to_value(v)
-                    .ok()
-                    .and_then(|v| serde_json::from_value(v).ok())
-            })
+            .filter_map(|v| serde_json::to_value(v).ok().and_then(|v| serde_json::from_value(v).ok()))
             .collect();
     }
     f
@@ -104,17 +90,10 @@ pub async fn run(
     cancel: CancellationToken,
 ) {
     let m = &metrics.placement;
-    let families = [
-        &m.hyperconverged,
-        &m.semi_hyperconverged,
-        &m.non_hyperconverged,
-    ];
+    let families = [&m.hyperconverged, &m.semi_hyperconverged, &m.non_hyperconverged];
     let update = |pod: &Pod| {
         let facts = facts_of(pod);
-        let labels = PodLabels {
-            pod: facts.metadata.name.clone(),
-            namespace: facts.metadata.namespace.clone(),
-        };
+        let labels = PodLabels { pod: facts.metadata.name.clone(), namespace: facts.metadata.namespace.clone() };
         if pod.metadata.deletion_timestamp.is_some() {
             families.iter().for_each(|f| {
                 f.remove(&labels);
@@ -124,19 +103,13 @@ pub async fn run(
         if !is_ready(pod) || facts.spec.node_name.is_empty() {
             return;
         }
-        let (Ok(vols), Ok(inv)) = (
-            driver::pod_volumes(driver.as_ref(), &cluster, &facts),
-            driver.nodes(),
-        ) else {
+        let (Ok(vols), Ok(inv)) = (driver::pod_volumes(driver.as_ref(), &cluster, &facts), driver.nodes()) else {
             return;
         };
         if vols.bound.is_empty() {
             return;
         }
-        let placement = classify(
-            storage_id(&inv, &cluster, &facts.spec.node_name),
-            &vols.bound,
-        );
+        let placement = classify(storage_id(&inv, &cluster, &facts.spec.node_name), &vols.bound);
         let chosen = match placement {
             Placement::Hyperconverged => 0,
             Placement::SemiHyperconverged => 1,

@@ -39,22 +39,13 @@ pub struct Scores {
 
 /// Scores `nodes` for `input.pod`.
 pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
-    let defaults = || Scores {
-        scores: vec![DEFAULT_SCORE; nodes.len()],
-        event: None,
-    };
+    let defaults = || Scores { scores: vec![DEFAULT_SCORE; nodes.len()], event: None };
     let Ok(inventory) = input.driver.nodes() else {
         return defaults();
     };
     let mut scratch = Vec::new();
-    let matched: Vec<Option<&DriverNode>> = nodes
-        .iter()
-        .map(|n| {
-            inventory
-                .best_match(n.identity(), &mut scratch)
-                .map(|i| inventory.get(i))
-        })
-        .collect();
+    let matched: Vec<Option<&DriverNode>> =
+        nodes.iter().map(|n| inventory.best_match(n.identity(), &mut scratch).map(|i| inventory.get(i))).collect();
     if input.is_csi_pod() {
         let scores = matched
             .iter()
@@ -64,16 +55,9 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
                 Some(NodeStatus::Offline) | None => INVALID_SCORE,
             })
             .collect();
-        return Scores {
-            scores,
-            event: None,
-        };
+        return Scores { scores, event: None };
     }
-    if knobs::flag(
-        &input.pod.metadata.annotations,
-        knobs::DISABLE_HYPERCONVERGENCE,
-        false,
-    ) {
+    if knobs::flag(&input.pod.metadata.annotations, knobs::DISABLE_HYPERCONVERGENCE, false) {
         return defaults();
     }
     let volumes = match driver::pod_volumes(input.driver, input.cluster, input.pod) {
@@ -89,8 +73,7 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
         if knobs::flag(&v.labels, knobs::SKIP_SCHEDULER_SCORING, false) || v.volume.windows {
             continue;
         }
-        if v.volume.anti_hyperconvergence && knobs::flag(&v.labels, knobs::PREFER_REMOTE_NODE, true)
-        {
+        if v.volume.anti_hyperconvergence && knobs::flag(&v.labels, knobs::PREFER_REMOTE_NODE, true) {
             anti_replicas.extend(v.volume.replicas.iter().map(String::as_str));
             continue;
         }
@@ -134,8 +117,8 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
             (true, t) => t,
         })
         .collect();
-    let event = (anti_replicas.is_empty() && !far_volumes.is_empty())
-        .then(|| non_optimum_event(&far_volumes, &inventory));
+    let event =
+        (anti_replicas.is_empty() && !far_volumes.is_empty()).then(|| non_optimum_event(&far_volumes, &inventory));
     Scores { scores, event }
 }
 
@@ -146,9 +129,7 @@ pub fn locality_score(d: &DriverNode, replicas: &[&DriverNode]) -> i64 {
     let any = |same: &dyn Fn(&DriverNode) -> bool| replicas.iter().any(|r| same(r));
     let full = if any(&|r| r.id == d.id) {
         NODE_SCORE
-    } else if !d.rack.is_empty()
-        && any(&|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region)
-    {
+    } else if !d.rack.is_empty() && any(&|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region) {
         RACK_SCORE
     } else if !d.zone.is_empty() && any(&|r| r.zone == d.zone && r.region == d.region) {
         ZONE_SCORE
@@ -157,11 +138,7 @@ pub fn locality_score(d: &DriverNode, replicas: &[&DriverNode]) -> i64 {
     } else {
         0
     };
-    if d.status == NodeStatus::StorageDown {
-        full / 2
-    } else {
-        full
-    }
+    if d.status == NodeStatus::StorageDown { full / 2 } else { full }
 }
 
 fn non_optimum_event(far: &[&PodVolume], inventory: &driver::NodeInventory) -> PodEvent {

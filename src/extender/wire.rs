@@ -22,12 +22,7 @@ pub struct ExtenderArgs<'a> {
     #[serde(rename = "Nodes", alias = "nodes", borrow, default)]
     pub nodes: Option<RequestNodeList<'a>>,
     /// Node names (`nodeCacheCapable: true`).
-    #[serde(
-        rename = "NodeNames",
-        alias = "nodenames",
-        alias = "nodeNames",
-        default
-    )]
+    #[serde(rename = "NodeNames", alias = "nodenames", alias = "nodeNames", default)]
     pub node_names: Option<Vec<String>>,
 }
 
@@ -59,19 +54,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for RequestNode<'a> {
         Ok(Self {
             raw,
             name: lite.metadata.name,
-            addresses: lite
-                .status
-                .addresses
-                .into_iter()
-                .map(|a| (a.kind, a.address))
-                .collect(),
-            storage_unschedulable: lite
-                .metadata
-                .annotations
-                .0
-                .as_deref()
-                .and_then(knobs::parse_bool)
-                == Some(true),
+            addresses: lite.status.addresses.into_iter().map(|a| (a.kind, a.address)).collect(),
+            storage_unschedulable: lite.metadata.annotations.0.as_deref().and_then(knobs::parse_bool) == Some(true),
         })
     }
 }

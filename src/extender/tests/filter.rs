@@ -26,10 +26,7 @@ fn seed_scenario_keeps_the_driver_nodes_and_says_why_the_others_were_dropped() {
     let out = run_filter(seed(), &p1(), &ALL);
     assert_eq!(out.kept, ["n1", "n2", "n3"]);
     assert_eq!(out.failed.keys().collect::<Vec<_>>(), ["n4", "n5"]);
-    assert_eq!(
-        out.failed["n4"],
-        "storage driver is not running on this node"
-    );
+    assert_eq!(out.failed["n4"], "storage driver is not running on this node");
     assert!(out.unresolvable.is_empty() && out.event.is_none());
 }
 
@@ -51,36 +48,28 @@ fn a_missing_claim_marks_every_node_unresolvable_with_an_event() {
     let out = run_filter(seed(), &pod("p").with_pvc("nope"), &ALL);
     assert!(out.kept.is_empty());
     assert_eq!(out.unresolvable.len(), 5);
-    assert!(
-        out.unresolvable["n1"].contains("pvc default/nope"),
-        "{:?}",
-        out.unresolvable
-    );
+    assert!(out.unresolvable["n1"].contains("pvc default/nope"), "{:?}", out.unresolvable);
     assert_eq!(out.event.unwrap().reason, "FailedScheduling");
 }
 
 #[test]
 fn a_restore_in_progress_blocks_the_pod_even_for_a_claim_of_another_driver() {
     for claim in ["c1", "foreign"] {
-        let world = seed()
-            .claim("foreign", "other-sc", Some("pv-foreign"))
-            .claim_annotation(claim, knobs::RESTORE_IN_PROGRESS, "true");
+        let world = seed().claim("foreign", "other-sc", Some("pv-foreign")).claim_annotation(
+            claim,
+            knobs::RESTORE_IN_PROGRESS,
+            "true",
+        );
         let out = run_filter(world, &pod("p").with_pvc(claim), &ALL);
         assert!(out.kept.is_empty(), "{claim}");
-        assert!(
-            out.unresolvable["n2"].contains("restore is in progress"),
-            "{claim}"
-        );
+        assert!(out.unresolvable["n2"].contains("restore is in progress"), "{claim}");
     }
 }
 
 #[test]
 fn a_restore_annotation_other_than_exactly_true_is_ignored() {
     let world = seed().claim_annotation("c1", knobs::RESTORE_IN_PROGRESS, "True");
-    assert_eq!(
-        run_filter(world, &pod("p").with_pvc("c1"), &ALL).kept,
-        ["n1", "n2", "n3"]
-    );
+    assert_eq!(run_filter(world, &pod("p").with_pvc("c1"), &ALL).kept, ["n1", "n2", "n3"]);
 }
 
 #[test]
@@ -117,11 +106,7 @@ fn offline_and_degraded_nodes_are_dropped_with_their_status_and_storage_down_is_
 #[test]
 fn a_volume_without_an_online_replica_marks_every_node_unresolvable() {
     let world = World::new()
-        .driver_nodes([
-            dnode("n1").status(StorageDown),
-            dnode("n2").status(Offline),
-            dnode("n3"),
-        ])
+        .driver_nodes([dnode("n1").status(StorageDown), dnode("n2").status(Offline), dnode("n3")])
         .volume("c1", &["n1", "n2"]);
     let out = run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2", "n3"]);
     assert!(out.kept.is_empty());
@@ -130,31 +115,16 @@ fn a_volume_without_an_online_replica_marks_every_node_unresolvable() {
 
 #[test]
 fn a_volume_with_replicas_unknown_to_the_driver_counts_as_having_no_online_replica() {
-    let world = World::new()
-        .driver_nodes([dnode("n1")])
-        .volume("c1", &["ghost"]);
-    assert!(
-        run_filter(world, &pod("p").with_pvc("c1"), &["n1"])
-            .kept
-            .is_empty()
-    );
+    let world = World::new().driver_nodes([dnode("n1")]).volume("c1", &["ghost"]);
+    assert!(run_filter(world, &pod("p").with_pvc("c1"), &["n1"]).kept.is_empty());
 }
 
 #[test]
 fn a_node_the_storage_operator_marked_unschedulable_is_dropped() {
-    for (value, dropped) in [
-        ("true", true),
-        ("1", true),
-        ("false", false),
-        ("maybe", false),
-    ] {
+    for (value, dropped) in [("true", true), ("1", true), ("false", false), ("maybe", false)] {
         let world = seed().node_annotation("n2", knobs::NODE_UNSCHEDULABLE, value);
         let out = run_filter(world, &p1(), &ALL);
-        assert_eq!(
-            !out.kept.contains(&"n2".to_string()),
-            dropped,
-            "value {value}"
-        );
+        assert_eq!(!out.kept.contains(&"n2".to_string()), dropped, "value {value}");
         if dropped {
             assert!(out.failed["n2"].contains("unschedulable"));
         }
@@ -166,22 +136,13 @@ fn prefer_local_node_only_keeps_only_nodes_holding_every_replica() {
     let p = p1().annotated(knobs::PREFER_LOCAL_NODE_ONLY, "true");
     let out = run_filter(seed(), &p, &ALL);
     assert_eq!(out.kept, ["n2"]);
-    assert_eq!(
-        out.failed["n1"],
-        "no replica of pvc default/c2 on this node (preferLocalNodeOnly)"
-    );
+    assert_eq!(out.failed["n1"], "no replica of pvc default/c2 on this node (preferLocalNodeOnly)");
 }
 
 #[test]
 fn prefer_local_node_only_with_no_node_holding_every_replica_drops_all_with_an_event() {
-    let world = World::new()
-        .driver_nodes([dnode("n1"), dnode("n2")])
-        .volume("a", &["n1"])
-        .volume("b", &["n2"]);
-    let p = pod("p")
-        .with_pvc("a")
-        .with_pvc("b")
-        .annotated(knobs::PREFER_LOCAL_NODE_ONLY, "true");
+    let world = World::new().driver_nodes([dnode("n1"), dnode("n2")]).volume("a", &["n1"]).volume("b", &["n2"]);
+    let p = pod("p").with_pvc("a").with_pvc("b").annotated(knobs::PREFER_LOCAL_NODE_ONLY, "true");
     let out = run_filter(world, &p, &["n1", "n2"]);
     assert!(out.kept.is_empty());
     assert!(out.event.unwrap().message.contains("preferLocalNodeOnly"));
@@ -189,13 +150,10 @@ fn prefer_local_node_only_with_no_node_holding_every_replica_drops_all_with_an_e
 
 #[test]
 fn prefer_remote_node_only_drops_the_replica_nodes_of_an_anti_hyperconverged_volume() {
-    let world = World::new()
-        .driver_nodes([dnode("n1"), dnode("n2"), dnode("n3")])
-        .volume_with("c1", &["n1"], |v| {
-            v.anti_hyperconvergence = true;
-            v.labels
-                .insert(knobs::PREFER_REMOTE_NODE_ONLY.into(), "true".into());
-        });
+    let world = World::new().driver_nodes([dnode("n1"), dnode("n2"), dnode("n3")]).volume_with("c1", &["n1"], |v| {
+        v.anti_hyperconvergence = true;
+        v.labels.insert(knobs::PREFER_REMOTE_NODE_ONLY.into(), "true".into());
+    });
     let out = run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2", "n3"]);
     assert_eq!(out.kept, ["n2", "n3"]);
     assert!(out.failed["n1"].contains("preferRemoteNodeOnly"));
@@ -207,24 +165,15 @@ fn prefer_remote_node_only_set_as_a_pvc_annotation_works_like_a_volume_label() {
         .driver_nodes([dnode("n1"), dnode("n2")])
         .volume_with("c1", &["n1"], |v| v.anti_hyperconvergence = true)
         .claim_annotation("c1", knobs::PREFER_REMOTE_NODE_ONLY, "true");
-    assert_eq!(
-        run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2"]).kept,
-        ["n2"]
-    );
+    assert_eq!(run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2"]).kept, ["n2"]);
 }
 
 #[test]
 fn prefer_remote_node_only_without_anti_hyperconvergence_has_no_effect() {
-    let world = World::new()
-        .driver_nodes([dnode("n1"), dnode("n2")])
-        .volume_with("c1", &["n1"], |v| {
-            v.labels
-                .insert(knobs::PREFER_REMOTE_NODE_ONLY.into(), "true".into());
-        });
-    assert_eq!(
-        run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2"]).kept,
-        ["n1", "n2"]
-    );
+    let world = World::new().driver_nodes([dnode("n1"), dnode("n2")]).volume_with("c1", &["n1"], |v| {
+        v.labels.insert(knobs::PREFER_REMOTE_NODE_ONLY.into(), "true".into());
+    });
+    assert_eq!(run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n2"]).kept, ["n1", "n2"]);
 }
 
 #[test]
@@ -242,11 +191,7 @@ fn a_windows_volume_keeps_every_node_not_marked_unschedulable() {
 #[test]
 fn the_drivers_csi_pods_go_to_any_node_with_a_running_driver() {
     let world = World::new()
-        .driver_nodes([
-            dnode("n1"),
-            dnode("n2").status(Offline),
-            dnode("n3").status(StorageDown),
-        ])
+        .driver_nodes([dnode("n1"), dnode("n2").status(Offline), dnode("n3").status(StorageDown)])
         .k8s_node("n4", &[]);
     let out = run_filter(world, &pod("px-csi-ext-abc"), &["n1", "n2", "n3", "n4"]);
     assert_eq!(out.kept, ["n1", "n3"]);
@@ -254,13 +199,8 @@ fn the_drivers_csi_pods_go_to_any_node_with_a_running_driver() {
 
 #[test]
 fn csi_pods_keep_every_node_when_no_driver_node_is_healthy() {
-    let world = World::new()
-        .driver_nodes([dnode("n1").status(Offline)])
-        .k8s_node("n2", &[]);
-    assert_eq!(
-        run_filter(world, &pod("px-csi-ext-abc"), &["n1", "n2"]).kept,
-        ["n1", "n2"]
-    );
+    let world = World::new().driver_nodes([dnode("n1").status(Offline)]).k8s_node("n2", &[]);
+    assert_eq!(run_filter(world, &pod("px-csi-ext-abc"), &["n1", "n2"]).kept, ["n1", "n2"]);
 }
 
 #[test]
@@ -273,19 +213,13 @@ fn a_driver_node_reporting_another_name_matches_by_internal_ip_or_fqdn_hostname(
         .k8s_node("worker1", &["10.1.0.1"])
         .k8s_node("worker2.example.com", &[])
         .volume("c1", &["s1"]);
-    let out = run_filter(
-        world,
-        &pod("p").with_pvc("c1"),
-        &["worker1", "worker2.example.com", "storage-1"],
-    );
+    let out = run_filter(world, &pod("p").with_pvc("c1"), &["worker1", "worker2.example.com", "storage-1"]);
     assert_eq!(out.kept, ["worker1", "worker2.example.com", "storage-1"]);
 }
 
 #[test]
 fn a_node_named_by_the_scheduler_but_missing_from_the_cache_still_matches_by_name() {
-    let world = World::new()
-        .driver_nodes([dnode("n1")])
-        .volume("c1", &["n1"]);
+    let world = World::new().driver_nodes([dnode("n1")]).volume("c1", &["n1"]);
     let out = run_filter(world, &pod("p").with_pvc("c1"), &["n1", "n-unknown"]);
     assert_eq!(out.kept, ["n1"]);
     assert!(out.failed.contains_key("n-unknown"));

@@ -25,11 +25,7 @@ fn run_filter(world: World, pod: &PodFacts, names: &[&str]) -> Filtered {
     let built = Built::from(world);
     built.with_candidates(pod, names, |inputs, nodes| {
         let d = filter(inputs, nodes);
-        let named = |v: Vec<(usize, String)>| {
-            v.into_iter()
-                .map(|(i, r)| (names[i].to_string(), r))
-                .collect()
-        };
+        let named = |v: Vec<(usize, String)>| v.into_iter().map(|(i, r)| (names[i].to_string(), r)).collect();
         Filtered {
             kept: d.kept.iter().map(|&i| names[i].to_string()).collect(),
             failed: named(d.failed),
@@ -40,18 +36,11 @@ fn run_filter(world: World, pod: &PodFacts, names: &[&str]) -> Filtered {
 }
 
 /// Scores by node name, plus the event.
-fn run_prioritize(
-    world: World,
-    pod: &PodFacts,
-    names: &[&str],
-) -> (BTreeMap<String, i64>, Option<PodEvent>) {
+fn run_prioritize(world: World, pod: &PodFacts, names: &[&str]) -> (BTreeMap<String, i64>, Option<PodEvent>) {
     let built = Built::from(world);
     built.with_candidates(pod, names, |inputs, nodes| {
         let s = prioritize(inputs, nodes);
-        (
-            names.iter().map(|n| n.to_string()).zip(s.scores).collect(),
-            s.event,
-        )
+        (names.iter().map(|n| n.to_string()).zip(s.scores).collect(), s.event)
     })
 }
 

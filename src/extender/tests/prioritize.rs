@@ -11,11 +11,7 @@ fn seed_scenario_scores_each_replica_node_100_per_volume() {
         .driver_nodes([dnode("n1"), dnode("n2"), dnode("n3")])
         .volume("c1", &["n1", "n2"])
         .volume("c2", &["n2", "n3"]);
-    let (s, event) = run_prioritize(
-        world,
-        &pod("p1").with_pvc("c1").with_pvc("c2"),
-        &["n1", "n2", "n3"],
-    );
+    let (s, event) = run_prioritize(world, &pod("p1").with_pvc("c1").with_pvc("c2"), &["n1", "n2", "n3"]);
     assert_eq!(s, scores(&[("n1", 100), ("n2", 200), ("n3", 100)]));
     assert!(event.is_none());
 }
@@ -34,36 +30,20 @@ fn topology() -> World {
         .volume("c1", &["r1"])
 }
 
-const TOPO: [&str; 6] = [
-    "r1",
-    "same-rack",
-    "same-zone",
-    "same-region",
-    "elsewhere",
-    "nowhere",
-];
+const TOPO: [&str; 6] = ["r1", "same-rack", "same-zone", "same-region", "elsewhere", "nowhere"];
 
 #[test]
 fn locality_scores_node_rack_zone_region_then_default() {
     let (s, _) = run_prioritize(topology(), &pod("p").with_pvc("c1"), &TOPO);
-    let want = [
-        ("r1", 100),
-        ("same-rack", 50),
-        ("same-zone", 25),
-        ("same-region", 10),
-        ("elsewhere", 5),
-        ("nowhere", 5),
-    ];
+    let want =
+        [("r1", 100), ("same-rack", 50), ("same-zone", 25), ("same-region", 10), ("elsewhere", 5), ("nowhere", 5)];
     assert_eq!(s, scores(&want));
 }
 
 #[test]
 fn nodes_without_rack_information_in_one_zone_score_as_same_zone_not_same_rack() {
     let world = World::new()
-        .driver_nodes([
-            dnode("a").at("east", "z", ""),
-            dnode("b").at("east", "z", ""),
-        ])
+        .driver_nodes([dnode("a").at("east", "z", ""), dnode("b").at("east", "z", "")])
         .volume("c1", &["a"]);
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("c1"), &["a", "b"]);
     assert_eq!(s, scores(&[("a", 100), ("b", 25)]));
@@ -91,29 +71,20 @@ fn an_offline_replica_gives_no_locality_and_an_offline_node_scores_zero() {
             dnode("degraded").status(Degraded),
         ])
         .volume("c1", &["down", "degraded"]);
-    let (s, _) = run_prioritize(
-        world,
-        &pod("p").with_pvc("c1"),
-        &["down", "rackmate", "degraded"],
-    );
+    let (s, _) = run_prioritize(world, &pod("p").with_pvc("c1"), &["down", "rackmate", "degraded"]);
     assert_eq!(s, scores(&[("down", 0), ("rackmate", 5), ("degraded", 0)]));
 }
 
 #[test]
 fn a_node_without_the_driver_scores_zero() {
-    let world = World::new()
-        .driver_nodes([dnode("n1")])
-        .k8s_node("plain", &[])
-        .volume("c1", &["n1"]);
+    let world = World::new().driver_nodes([dnode("n1")]).k8s_node("plain", &[]).volume("c1", &["n1"]);
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("c1"), &["n1", "plain"]);
     assert_eq!(s, scores(&[("n1", 100), ("plain", 0)]));
 }
 
 #[test]
 fn disable_hyperconvergence_gives_every_node_the_default_score() {
-    let p = pod("p")
-        .with_pvc("c1")
-        .annotated(knobs::DISABLE_HYPERCONVERGENCE, "true");
+    let p = pod("p").with_pvc("c1").annotated(knobs::DISABLE_HYPERCONVERGENCE, "true");
     let (s, _) = run_prioritize(topology(), &p, &TOPO);
     assert!(s.values().all(|&v| v == 5), "{s:?}");
 }
@@ -122,31 +93,20 @@ fn disable_hyperconvergence_gives_every_node_the_default_score() {
 fn skip_scheduler_scoring_and_windows_volumes_are_not_scored() {
     let world = World::new()
         .driver_nodes([dnode("n1"), dnode("n2")])
-        .volume_with("skip", &["n1"], |v| {
-            drop(
-                v.labels
-                    .insert(knobs::SKIP_SCHEDULER_SCORING.into(), "true".into()),
-            )
-        })
+        .volume_with("skip", &["n1"], |v| drop(v.labels.insert(knobs::SKIP_SCHEDULER_SCORING.into(), "true".into())))
         .volume_with("win", &["n1"], |v| v.windows = true)
         .volume("real", &["n2"]);
-    let (s, _) = run_prioritize(
-        world,
-        &pod("p").with_pvc("skip").with_pvc("win").with_pvc("real"),
-        &["n1", "n2"],
-    );
+    let (s, _) = run_prioritize(world, &pod("p").with_pvc("skip").with_pvc("win").with_pvc("real"), &["n1", "n2"]);
     assert_eq!(s, scores(&[("n1", 5), ("n2", 100)]));
 }
 
 #[test]
 fn anti_hyperconvergence_favours_healthy_nodes_without_a_replica() {
-    let world = World::new()
-        .driver_nodes([
-            dnode("rep"),
-            dnode("other"),
-            dnode("sd").status(StorageDown),
-        ])
-        .volume_with("shared", &["rep"], |v| v.anti_hyperconvergence = true);
+    let world = World::new().driver_nodes([dnode("rep"), dnode("other"), dnode("sd").status(StorageDown)]).volume_with(
+        "shared",
+        &["rep"],
+        |v| v.anti_hyperconvergence = true,
+    );
     let (s, event) = run_prioritize(world, &pod("p").with_pvc("shared"), &["rep", "other", "sd"]);
     assert_eq!(s, scores(&[("rep", 5), ("other", 100), ("sd", 5)]));
     assert!(event.is_none());
@@ -154,53 +114,35 @@ fn anti_hyperconvergence_favours_healthy_nodes_without_a_replica() {
 
 #[test]
 fn anti_hyperconvergence_with_prefer_remote_node_false_scores_like_any_volume() {
-    let world = World::new()
-        .driver_nodes([dnode("rep"), dnode("other")])
-        .volume_with("shared", &["rep"], |v| {
-            v.anti_hyperconvergence = true;
-            v.labels
-                .insert(knobs::PREFER_REMOTE_NODE.into(), "false".into());
-        });
+    let world = World::new().driver_nodes([dnode("rep"), dnode("other")]).volume_with("shared", &["rep"], |v| {
+        v.anti_hyperconvergence = true;
+        v.labels.insert(knobs::PREFER_REMOTE_NODE.into(), "false".into());
+    });
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("shared"), &["rep", "other"]);
     assert_eq!(s, scores(&[("rep", 100), ("other", 5)]));
 }
 
 #[test]
 fn a_volume_whose_replica_nodes_were_not_offered_records_a_non_optimum_event() {
-    let world = World::new()
-        .driver_nodes([dnode("n1"), dnode("n2")])
-        .volume("c1", &["n1"]);
+    let world = World::new().driver_nodes([dnode("n1"), dnode("n2")]).volume("c1", &["n1"]);
     let (_, event) = run_prioritize(world, &pod("p").with_pvc("c1"), &["n2"]);
     let event = event.expect("event");
     assert_eq!(event.reason, "NonOptimumScheduling");
-    assert!(
-        event.message.contains("pv-c1") && event.message.contains("n1"),
-        "{}",
-        event.message
-    );
+    assert!(event.message.contains("pv-c1") && event.message.contains("n1"), "{}", event.message);
 }
 
 #[test]
 fn csi_pods_score_by_driver_health() {
     let world = World::new()
-        .driver_nodes([
-            dnode("on"),
-            dnode("sd").status(StorageDown),
-            dnode("off").status(Offline),
-        ])
+        .driver_nodes([dnode("on"), dnode("sd").status(StorageDown), dnode("off").status(Offline)])
         .k8s_node("plain", &[]);
     let (s, _) = run_prioritize(world, &pod("px-csi-ext-1"), &["on", "sd", "off", "plain"]);
-    assert_eq!(
-        s,
-        scores(&[("on", 100), ("sd", 50), ("off", 0), ("plain", 0)])
-    );
+    assert_eq!(s, scores(&[("on", 100), ("sd", 50), ("off", 0), ("plain", 0)]));
 }
 
 #[test]
 fn a_pod_with_only_pending_volumes_gets_default_scores() {
-    let world = World::new()
-        .driver_nodes([dnode("n1")])
-        .claim("late", "mock-wffc", None);
+    let world = World::new().driver_nodes([dnode("n1")]).claim("late", "mock-wffc", None);
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("late"), &["n1"]);
     assert_eq!(s, scores(&[("n1", 5)]));
 }
