@@ -103,7 +103,7 @@ async fn schedule(client: &reqwest::Client, addr: SocketAddr, title: &str) -> an
         vec![]
     };
     println!("{title}\n");
-    println!("  {:<6} {:<8} {:>6}  {}", "NODE", "FILTER", "SCORE", "REASON");
+    println!("  {:<6} {:<8} {:>6}  REASON", "NODE", "FILTER", "SCORE");
     for node in NODES {
         let score = scores.iter().find(|s| s.host == node).map_or("-".to_string(), |s| s.score.to_string());
         let verdict = if kept.iter().any(|k| k == node) { "kept" } else { "dropped" };

@@ -130,7 +130,9 @@ impl SynthCluster {
     /// ExtenderArgs with full Node objects (`nodeCacheCapable: false`).
     pub fn nodes_args(&self, volumes: usize) -> Vec<u8> {
         let items: Vec<Value> = (0..self.node_names.len()).map(node_json).collect();
-        serde_json::to_vec(&json!({"Pod": Self::pod(volumes), "Nodes": {"metadata": {}, "items": items}, "NodeNames": null}))
-            .expect("encode")
+        serde_json::to_vec(
+            &json!({"Pod": Self::pod(volumes), "Nodes": {"metadata": {}, "items": items}, "NodeNames": null}),
+        )
+        .expect("encode")
     }
 }

@@ -110,9 +110,7 @@ pub fn install_crypto_provider() {
 /// Keys and configs use the installed default so a future switch (e.g. FIPS) applies everywhere;
 /// ring is the fallback so this module also works before `install_crypto_provider`.
 fn provider() -> Arc<CryptoProvider> {
-    CryptoProvider::get_default()
-        .cloned()
-        .unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
+    CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
 /// A [`ResolvesServerCert`] serving one cert/key pair that can be replaced at runtime.
@@ -180,11 +178,9 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
         let path = path.to_path_buf();
         move |source| Error::Pem { path, source }
     };
-    let chain = CertificateDer::pem_slice_iter(&read(cert_path)?)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(pem_err(cert_path))?;
-    let leaf =
-        chain.first().ok_or_else(|| pem_err(cert_path)(rustls::pki_types::pem::Error::NoItemsFound))?;
+    let chain =
+        CertificateDer::pem_slice_iter(&read(cert_path)?).collect::<Result<Vec<_>, _>>().map_err(pem_err(cert_path))?;
+    let leaf = chain.first().ok_or_else(|| pem_err(cert_path)(rustls::pki_types::pem::Error::NoItemsFound))?;
     // Checked here so a corrupt DER body is reported as such, not as a key mismatch.
     x509_parser::parse_x509_certificate(leaf)
         .map_err(|source| Error::Certificate { path: cert_path.to_path_buf(), source })?;
@@ -199,9 +195,7 @@ fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
     match pair.keys_match() {
         // Unknown: the provider cannot expose the public key; rustls' own `from_der` accepts that.
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
-        Err(source) => {
-            Err(Error::KeyMismatch { cert: cert_path.to_path_buf(), key: key_path.to_path_buf(), source })
-        }
+        Err(source) => Err(Error::KeyMismatch { cert: cert_path.to_path_buf(), key: key_path.to_path_buf(), source }),
     }
 }
 
@@ -237,7 +231,7 @@ pub async fn watch_and_reload(
     let mut watch = match FileWatch::new(&[cert, key], RELOAD_POLL) {
         Ok(watch) => watch,
         Err(err) => {
-            error!(error = %chain(&err), "certificate hot-reload disabled");
+            error!(error = &err as &dyn std::error::Error, "certificate hot-reload disabled");
             return;
         }
     };
@@ -255,21 +249,9 @@ pub async fn watch_and_reload(
                 None => info!("reloaded TLS certificate"),
             },
             Ok(false) => debug!("TLS files touched but the certificate is unchanged"),
-            Err(err) => warn!(error = %chain(&err), "keeping the previous TLS certificate"),
+            Err(err) => warn!(error = &err as &dyn std::error::Error, "keeping the previous TLS certificate"),
         }
     }
-}
-
-/// `Display` of an error and all its sources, since log lines only show the top level otherwise.
-fn chain(err: &dyn std::error::Error) -> String {
-    let mut out = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        out.push_str(": ");
-        out.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    out
 }
 
 /// Paths written by [`write_dev_certs`].
@@ -366,8 +348,8 @@ mod tests {
     }
 
     #[test]
-    fn a_mismatched_key_is_rejected_and_the_old_pair_keeps_serving() {
-        let ((_, cert_a, key_a), (_, cert_b, _)) = (generate("a.test"), generate("b.test"));
+    fn a_mismatched_key_is_rejected_until_the_matching_key_lands() {
+        let ((_, cert_a, key_a), (_, cert_b, key_b)) = (generate("a.test"), generate("b.test"));
         let Pair(_dir, cert, key) = write_pair(&cert_a, &key_a);
         let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
         let before = served_cert(&resolver);
@@ -375,9 +357,13 @@ mod tests {
         // A rotation caught halfway: the new cert is in place, the old key is still there.
         fs::write(&cert, &cert_b).unwrap();
         let err = resolver.reload().unwrap_err();
-
         assert!(matches!(err, Error::KeyMismatch { .. }), "{err:?}");
         assert_eq!(served_cert(&resolver), before);
+
+        fs::write(&key, &key_b).unwrap();
+        assert!(resolver.reload().unwrap(), "the completed pair is swapped in");
+        assert!(!resolver.reload().unwrap(), "an unchanged pair is not swapped again");
+        assert!(resolver.current_not_after().unwrap() > SystemTime::now());
     }
 
     #[test]
@@ -422,19 +408,6 @@ mod tests {
 
         let missing = ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), &key).unwrap_err();
         assert_eq!(missing.to_string(), "failed to read /nope/tls.crt");
-    }
-
-    #[test]
-    fn reload_reports_whether_the_certificate_changed() {
-        let ((_, cert_a, key_a), (_, cert_b, key_b)) = (generate("a.test"), generate("b.test"));
-        let Pair(_dir, cert, key) = write_pair(&cert_a, &key_a);
-        let resolver = ReloadingCertResolver::from_files(&cert, &key).unwrap();
-
-        assert!(!resolver.reload().unwrap());
-        fs::write(&cert, &cert_b).unwrap();
-        fs::write(&key, &key_b).unwrap();
-        assert!(resolver.reload().unwrap());
-        assert!(resolver.current_not_after().unwrap() > SystemTime::now());
     }
 
     #[test]

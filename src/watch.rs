@@ -33,7 +33,7 @@ pub enum Error {
     /// `FileWatch::new` was called with an empty list of paths.
     #[error("failed to watch files: no paths given")]
     NoPaths,
-    /// The platform notification backend (inotify, FSEvents, ...) could not be created.
+    /// The platform notification backend (inotify, `FSEvents`, ...) could not be created.
     #[error("failed to start the file watcher")]
     Start(#[source] notify::Error),
     /// A parent directory could not be watched: it is missing, unreadable, or the inotify watch
@@ -83,12 +83,14 @@ impl FileWatch {
     ///
     /// Watches their PARENT DIRECTORIES (a Kubernetes Secret/ConfigMap volume swaps a `..data`
     /// symlink, so the file inode never changes), plus a poll fallback every `poll` that compares
-    /// (mtime, len, canonical path) of each file. The files themselves need not exist yet, but
-    /// their parent directories must.
+    /// (mtime, len, canonical path) of each file (at least every 100ms). The files themselves need
+    /// not exist yet, but their parent directories must.
     pub fn new(paths: &[PathBuf], poll: Duration) -> Result<Self, Error> {
         if paths.is_empty() {
             return Err(Error::NoPaths);
         }
+        // A zero interval would turn the poll fallback into a busy loop.
+        let poll = poll.max(DEBOUNCE);
         let files = paths.to_vec();
         let names: BTreeSet<OsString> = files.iter().filter_map(|p| p.file_name().map(OsString::from)).collect();
 
@@ -143,11 +145,11 @@ impl FileWatch {
         }
 
         let deadline = Instant::now() + MAX_DEBOUNCE;
+        // Each further event restarts the quiet period. A closed channel ends it too: this change
+        // is still reported, and the next call returns false.
         while Instant::now() < deadline {
-            match tokio::time::timeout(DEBOUNCE, self.rx.recv()).await {
-                Ok(Some(())) => continue,
-                // Report this change; the next call will see the closed channel and return false.
-                Ok(None) | Err(_) => break,
+            if !matches!(tokio::time::timeout(DEBOUNCE, self.rx.recv()).await, Ok(Some(()))) {
+                break;
             }
         }
         self.stamps = self.current_stamps();

@@ -101,12 +101,12 @@ async fn lower_case_keys_from_hand_written_clients_are_accepted() {
 }
 
 async fn assert_bad_request(body: impl Into<web::Bytes>, expected: &str) {
+    let body = body.into();
     for path in ["/filter", "/prioritize"] {
-        let (status, text) = post(path, body.into()).await;
+        let (status, text) = post(path, body.clone()).await;
         let text = String::from_utf8_lossy(&text);
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {text}");
         assert!(text.contains(expected), "{path}: {text:?} should mention {expected:?}");
-        return;
     }
 }
 
