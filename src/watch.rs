@@ -83,8 +83,8 @@ impl FileWatch {
     ///
     /// Watches their PARENT DIRECTORIES (a Kubernetes Secret/ConfigMap volume swaps a `..data`
     /// symlink, so the file inode never changes), plus a poll fallback every `poll` that compares
-    /// (mtime, len, canonical path) of each file (at least every 100ms). The files themselves need
-    /// not exist yet, but their parent directories must.
+    /// (mtime, len, canonical path) of each file; `poll` is raised to at least 100ms. The files
+    /// themselves need not exist yet, but their parent directories must.
     pub fn new(paths: &[PathBuf], poll: Duration) -> Result<Self, Error> {
         if paths.is_empty() {
             return Err(Error::NoPaths);

@@ -1,7 +1,15 @@
-//! End-to-end certificate rotation on a real actix-web TLS listener, with the files laid out the
-//! way the kubelet projects a Secret volume (`tls.crt -> ..data/tls.crt`, `..data -> ..gen_N`).
+//! TLS on a real actix-web listener: certificate rotation with the files laid out the way the
+//! kubelet projects a Secret volume (`tls.crt -> ..data/tls.crt`, `..data -> ..gen_N`), HTTP/2
+//! through ALPN, and the `stork certs` output.
 
-use std::{fs, net::SocketAddr, os::unix::fs::symlink, path::PathBuf, sync::Arc, time::Duration};
+use std::{
+    fs,
+    net::SocketAddr,
+    os::unix::fs::{PermissionsExt, symlink},
+    path::PathBuf,
+    sync::Arc,
+    time::Duration,
+};
 
 use actix_web::{App, HttpServer, dev::ServerHandle, web};
 use rustls::{
@@ -70,11 +78,10 @@ fn identity(name: &str) -> Identity {
     Identity { ca, cert, key }
 }
 
-fn trusting(identities: &[&Identity]) -> Arc<RootCertStore> {
+fn trusting(ca_pems: &[&str]) -> Arc<RootCertStore> {
     let mut roots = RootCertStore::empty();
-    for id in identities {
-        let der = CertificateDer::pem_slice_iter(id.ca.as_bytes());
-        roots.add_parsable_certificates(der.map(Result::unwrap));
+    for pem in ca_pems {
+        roots.add_parsable_certificates(CertificateDer::pem_slice_iter(pem.as_bytes()).map(Result::unwrap));
     }
     Arc::new(roots)
 }
@@ -100,19 +107,24 @@ async fn connect(addr: SocketAddr, roots: &Arc<RootCertStore>, alpn: &[&[u8]]) -
     TlsConnector::from(Arc::new(config)).connect(server_name, tcp).await.unwrap()
 }
 
-/// The served certificate's DNS SAN other than `localhost`, from a fresh connection.
-async fn served_san(addr: SocketAddr, roots: &Arc<RootCertStore>) -> String {
-    let stream = connect(addr, roots, &[]).await;
+/// The peer certificate's SANs: DNS names as-is, IP addresses dotted.
+fn peer_sans(stream: &TlsStream<TcpStream>) -> Vec<String> {
     let leaf = &stream.get_ref().1.peer_certificates().unwrap()[0];
     let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
     let sans = cert.subject_alternative_name().unwrap().unwrap().value;
-    sans.general_names
-        .iter()
-        .find_map(|name| match name {
-            GeneralName::DNSName(dns) if *dns != "localhost" => Some(dns.to_string()),
-            _ => None,
+    (sans.general_names.iter())
+        .map(|name| match name {
+            GeneralName::DNSName(dns) => dns.to_string(),
+            GeneralName::IPAddress(ip) => ip.iter().map(u8::to_string).collect::<Vec<_>>().join("."),
+            other => format!("{other:?}"),
         })
-        .unwrap()
+        .collect()
+}
+
+/// The served certificate's first SAN (the one that is not a dev-cert default), from a fresh
+/// connection.
+async fn served_san(addr: SocketAddr, roots: &Arc<RootCertStore>) -> String {
+    peer_sans(&connect(addr, roots, &[]).await).swap_remove(0)
 }
 
 async fn wait_for_san(addr: SocketAddr, roots: &Arc<RootCertStore>, want: &str) {
@@ -131,7 +143,7 @@ async fn wait_for_san(addr: SocketAddr, roots: &Arc<RootCertStore>, want: &str) 
 async fn rotated_secret_is_served_and_a_corrupt_update_keeps_the_last_good_certificate() {
     tls::install_crypto_provider();
     let (a, b) = (identity("a.test"), identity("b.test"));
-    let roots = trusting(&[&a, &b]);
+    let roots = trusting(&[&a.ca, &b.ca]);
     let mut volume = SecretVolume::new(&a.cert, &a.key);
     let resolver = ReloadingCertResolver::from_files(&volume.cert(), &volume.key()).unwrap();
     let (addr, server) = start_server(Arc::clone(&resolver));
@@ -203,13 +215,10 @@ async fn http2_get(stream: &mut TlsStream<TcpStream>) -> Vec<u8> {
 #[actix_web::test]
 async fn http2_is_negotiated_through_alpn_and_answers_requests() {
     tls::install_crypto_provider();
-    let id = identity("a.test");
-    let roots = trusting(&[&id]);
     let dir = tempfile::tempdir().unwrap();
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    fs::write(&cert, &id.cert).unwrap();
-    fs::write(&key, &id.key).unwrap();
-    let (addr, server) = start_server(ReloadingCertResolver::from_files(&cert, &key).unwrap());
+    let certs = tls::write_dev_certs(dir.path(), &[]).unwrap();
+    let roots = trusting(&[&fs::read_to_string(&certs.ca_cert).unwrap()]);
+    let (addr, server) = start_server(ReloadingCertResolver::from_files(&certs.cert, &certs.key).unwrap());
 
     let h1 = connect(addr, &roots, &[b"http/1.1"]).await;
     assert_eq!(h1.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
@@ -221,5 +230,20 @@ async fn http2_is_negotiated_through_alpn_and_answers_requests() {
     // 0x88 is HPACK's static-table entry for `:status: 200`.
     assert_eq!(response.first(), Some(&0x88), "response header block {response:02x?}");
 
+    server.stop(false).await;
+}
+
+#[actix_web::test]
+async fn dev_certs_serve_a_client_that_trusts_only_their_ca() {
+    tls::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+
+    let certs = tls::write_dev_certs(&dir.path().join("out"), &["stork.kube-system.svc".into()]).unwrap();
+
+    assert_eq!(fs::metadata(&certs.key).unwrap().permissions().mode() & 0o777, 0o600);
+    let roots = trusting(&[&fs::read_to_string(&certs.ca_cert).unwrap()]);
+    let (addr, server) = start_server(ReloadingCertResolver::from_files(&certs.cert, &certs.key).unwrap());
+    let stream = connect(addr, &roots, &[]).await;
+    assert_eq!(peer_sans(&stream), ["stork.kube-system.svc", "localhost", "127.0.0.1"]);
     server.stop(false).await;
 }
