@@ -1,0 +1,382 @@
+//! The shared local cluster: etcd → kube-apiserver → kube-controller-manager → the default
+//! kube-scheduler and the `stork` kube-scheduler (config from `manifests/`) → KWOK → stork.
+//! One per test binary, started on first use by a supervisor thread that owns every process.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::Command,
+    sync::{Mutex, OnceLock, mpsc},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+use serde_json::{Value, json};
+
+use crate::{certs, procs::Proc};
+
+/// Where a started cluster lives.
+#[derive(Debug, Clone)]
+pub struct ClusterInfo {
+    /// Run directory (certs, configs, logs, etcd data).
+    pub dir: PathBuf,
+    /// Admin kubeconfig.
+    pub kubeconfig: PathBuf,
+    /// The mock topology file stork serves.
+    pub topology: PathBuf,
+    /// stork's admin port.
+    pub stork_admin_port: u16,
+    /// stork's HTTPS port.
+    pub stork_port: u16,
+}
+
+enum Cmd {
+    StopStork(mpsc::Sender<Result<()>>),
+    StartStork(mpsc::Sender<Result<()>>),
+    Shutdown(mpsc::Sender<()>),
+}
+
+/// Handle to the running cluster.
+pub struct Cluster {
+    /// Paths and ports.
+    pub info: ClusterInfo,
+    tx: Mutex<mpsc::Sender<Cmd>>,
+    topology: Mutex<Value>,
+}
+
+static SHARED: OnceLock<Result<Cluster, String>> = OnceLock::new();
+
+/// Repository root (two levels above this crate).
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+}
+
+struct Bins {
+    k8s: PathBuf,
+    kwok: PathBuf,
+    stork: PathBuf,
+}
+
+fn find_bins() -> Result<Bins> {
+    let root = repo_root();
+    let dir = std::env::var_os("STORK_K8S_BIN_DIR").map(PathBuf::from).unwrap_or(root.join("integration/.cache/bin"));
+    let stork = std::env::var_os("STORK_BIN").map(PathBuf::from).unwrap_or(root.join("target/debug/stork"));
+    let bins = Bins { k8s: dir.join("k8s-local"), kwok: dir.join("kwok"), stork };
+    for (what, p, fix) in [
+        ("kube components", &bins.k8s, "run integration/cluster/build.sh (or `just e2e`)"),
+        ("kwok", &bins.kwok, "run integration/cluster/build.sh (or `just e2e`)"),
+        ("stork", &bins.stork, "run `cargo build --bin stork` (or `just e2e`), or set STORK_BIN"),
+    ] {
+        if !p.exists() {
+            bail!("{what} binary not found at {}: {fix}", p.display());
+        }
+    }
+    Ok(bins)
+}
+
+impl Cluster {
+    /// The cluster shared by this test binary, started on first call.
+    pub fn shared() -> &'static Cluster {
+        match SHARED.get_or_init(|| Self::start().map_err(|e| format!("{e:#}"))) {
+            Ok(c) => c,
+            Err(e) => panic!("the local cluster could not start: {e}"),
+        }
+    }
+
+    /// Starts a new cluster owned by a fresh supervisor thread.
+    pub fn start() -> Result<Cluster> {
+        let (tx, rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("e2e-supervisor".into())
+            .spawn(move || supervise(rx, ready_tx))
+            .context("spawn supervisor")?;
+        let info = ready_rx.recv().context("supervisor died")??;
+        let topology = json!({"nodes": [], "volumes": []});
+        Ok(Cluster { info, tx: Mutex::new(tx), topology: Mutex::new(topology) })
+    }
+
+    fn call(&self, make: impl FnOnce(mpsc::Sender<Result<()>>) -> Cmd) -> Result<()> {
+        let (tx, rx) = mpsc::channel();
+        self.tx.lock().expect("lock").send(make(tx)).context("supervisor gone")?;
+        rx.recv().context("supervisor gone")?
+    }
+
+    /// Stops the stork process (SIGTERM; it must exit 0).
+    pub fn stop_stork(&self) -> Result<()> {
+        self.call(Cmd::StopStork)
+    }
+
+    /// Starts stork again with the same flags and waits until it is ready.
+    pub fn start_stork(&self) -> Result<()> {
+        self.call(Cmd::StartStork)
+    }
+
+    /// Stops every process (for `stork-cluster up`, on SIGTERM).
+    pub fn shutdown(&self) {
+        let (tx, rx) = mpsc::channel();
+        if self.tx.lock().expect("lock").send(Cmd::Shutdown(tx)).is_ok() {
+            let _ = rx.recv();
+        }
+    }
+
+    /// Edits the mock topology (`{"nodes": [...], "volumes": [...]}`) and writes it atomically.
+    pub fn update_topology(&self, edit: impl FnOnce(&mut Value)) -> Result<()> {
+        let mut topo = self.topology.lock().expect("lock");
+        edit(&mut topo);
+        let tmp = self.info.topology.with_extension("tmp");
+        // JSON is YAML: the file stays in the pinned topology format.
+        std::fs::write(&tmp, serde_json::to_vec_pretty(&*topo)?)?;
+        std::fs::rename(&tmp, &self.info.topology)?;
+        Ok(())
+    }
+}
+
+struct Components {
+    info: ClusterInfo,
+    procs: Vec<Proc>,
+    stork_cmd: Box<dyn Fn() -> Command + Send>,
+}
+
+fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>) {
+    let mut comps = match boot() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = ready.send(Err(e));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(comps.info.clone()));
+    while let Ok(cmd) = rx.recv() {
+        match cmd {
+            Cmd::StopStork(reply) => {
+                let r = match comps.procs.iter().position(|p| p.name == "stork") {
+                    None => Err(anyhow::anyhow!("stork is not running")),
+                    Some(i) => {
+                        let mut p = comps.procs.remove(i);
+                        match p.stop(Duration::from_secs(15)) {
+                            Some(s) if s.success() => Ok(()),
+                            s => {
+                                Err(anyhow::anyhow!("stork did not exit cleanly on SIGTERM: {s:?}\n{}", p.log_tail(30)))
+                            }
+                        }
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::StartStork(reply) => {
+                let r = Proc::spawn("stork", (comps.stork_cmd)(), &comps.info.dir).and_then(|mut p| {
+                    wait_http_ok(&mut p, comps.info.stork_admin_port, "/readyz", Duration::from_secs(60))?;
+                    comps.procs.push(p);
+                    Ok(())
+                });
+                let _ = reply.send(r);
+            }
+            Cmd::Shutdown(reply) => {
+                for p in comps.procs.iter_mut().rev() {
+                    p.stop(Duration::from_secs(10));
+                }
+                comps.procs.clear();
+                let _ = reply.send(());
+                return;
+            }
+        }
+    }
+}
+
+fn step(msg: &str, start: Instant) {
+    eprintln!("[e2e {:>5.1}s] {msg}", start.elapsed().as_secs_f64());
+}
+
+fn boot() -> Result<Components> {
+    let t0 = Instant::now();
+    let bins = find_bins()?;
+    let dir = std::env::temp_dir().join(format!("stork-e2e-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    certs::write_all(&dir)?;
+    let p = |f: &str| dir.join(f).display().to_string();
+    let (etcd_port, etcd_peer, api_port) = (free_port(), free_port(), free_port());
+    let (stork_port, stork_admin_port) = (free_port(), free_port());
+    certs::write_kubeconfig(&dir, api_port)?;
+    let kubeconfig = dir.join("admin.kubeconfig");
+    let topology = dir.join("topology.yaml");
+    std::fs::write(&topology, "nodes: []\nvolumes: []\n")?;
+    let mut procs = Vec::new();
+
+    step("starting etcd", t0);
+    let mut cmd = Command::new(&bins.k8s);
+    cmd.arg("etcd").args([
+        "--name=etcd0".into(),
+        format!("--data-dir={}", p("etcd")),
+        format!("--listen-client-urls=http://127.0.0.1:{etcd_port}"),
+        format!("--advertise-client-urls=http://127.0.0.1:{etcd_port}"),
+        format!("--listen-peer-urls=http://127.0.0.1:{etcd_peer}"),
+        format!("--initial-advertise-peer-urls=http://127.0.0.1:{etcd_peer}"),
+        format!("--initial-cluster=etcd0=http://127.0.0.1:{etcd_peer}"),
+        "--unsafe-no-fsync=true".into(),
+        "--log-level=warn".into(),
+    ]);
+    procs.push(Proc::spawn("etcd", cmd, &dir)?);
+    wait_http_ok(procs.last_mut().expect("etcd"), etcd_port, "/health", Duration::from_secs(60))?;
+
+    step("starting kube-apiserver", t0);
+    let mut cmd = Command::new(&bins.k8s);
+    // The apiserver reaches stork's webhooks through the real service-based manifests.
+    cmd.env("STORK_WEBHOOK_SERVICE_MAP", format!("stork-service.kube-system:443=127.0.0.1:{stork_port}"));
+    cmd.arg("apiserver").args([
+        format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={api_port}"),
+        "--advertise-address=127.0.0.1".into(),
+        format!("--tls-cert-file={}", p("apiserver.crt")),
+        format!("--tls-private-key-file={}", p("apiserver.key")),
+        format!("--cert-dir={}", p("apiserver-certs")),
+        format!("--client-ca-file={}", p("ca.crt")),
+        "--service-account-issuer=https://kubernetes.default.svc.cluster.local".into(),
+        format!("--service-account-key-file={}", p("sa.pub")),
+        format!("--service-account-signing-key-file={}", p("sa.key")),
+        "--service-cluster-ip-range=10.0.0.0/24".into(),
+        "--authorization-mode=Node,RBAC".into(),
+        "--allow-privileged=true".into(),
+        "--endpoint-reconciler-type=none".into(),
+        "--enable-priority-and-fairness=false".into(),
+    ]);
+    procs.push(Proc::spawn("apiserver", cmd, &dir)?);
+    wait_apiserver(procs.last_mut().expect("apiserver"), &kubeconfig, Duration::from_secs(120))?;
+
+    step("starting kube-controller-manager, kube-schedulers (default, stork), kwok", t0);
+    let mut cmd = Command::new(&bins.k8s);
+    cmd.arg("controller-manager").args([
+        format!("--kubeconfig={}", kubeconfig.display()),
+        "--bind-address=127.0.0.1".into(),
+        format!("--secure-port={}", free_port()),
+        format!("--cert-dir={}", p("kcm-certs")),
+        "--leader-elect=false".into(),
+        "--controllers=*".into(),
+        format!("--service-account-private-key-file={}", p("sa.key")),
+        format!("--root-ca-file={}", p("ca.crt")),
+        "--use-service-account-credentials=false".into(),
+    ]);
+    procs.push(Proc::spawn("controller-manager", cmd, &dir)?);
+
+    let default_cfg = json!({
+        "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
+        "clientConnection": {"kubeconfig": kubeconfig}, "leaderElection": {"leaderElect": false}
+    });
+    std::fs::write(dir.join("scheduler.json"), serde_json::to_vec_pretty(&default_cfg)?)?;
+    std::fs::write(dir.join("stork-scheduler.json"), stork_scheduler_config(&kubeconfig, &dir, stork_port)?)?;
+    for (name, cfg) in [("scheduler", "scheduler.json"), ("stork-scheduler", "stork-scheduler.json")] {
+        let mut cmd = Command::new(&bins.k8s);
+        cmd.arg("scheduler").args([
+            format!("--config={}", p(cfg)),
+            "--bind-address=127.0.0.1".into(),
+            format!("--secure-port={}", free_port()),
+            format!("--cert-dir={}", p(&format!("{name}-certs"))),
+        ]);
+        procs.push(Proc::spawn(name, cmd, &dir)?);
+    }
+
+    std::fs::write(dir.join("kwok.yaml"), "")?;
+    let mut cmd = Command::new(&bins.kwok);
+    cmd.args([
+        format!("--kubeconfig={}", kubeconfig.display()),
+        format!("--config={}", p("kwok.yaml")),
+        "--manage-all-nodes=false".into(),
+        "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
+        "--node-ip=127.0.0.1".into(),
+        "--cidr=10.244.0.0/16".into(),
+        "--node-lease-duration-seconds=40".into(),
+    ]);
+    procs.push(Proc::spawn("kwok", cmd, &dir)?);
+
+    step("starting stork", t0);
+    let stork_bin = bins.stork.clone();
+    let (kc, topo, d) = (kubeconfig.clone(), topology.clone(), dir.clone());
+    let stork_cmd = move || {
+        let mut cmd = Command::new(&stork_bin);
+        cmd.env("RUST_LOG", "info,stork=debug").args(["serve", "--driver", "mock"]);
+        cmd.arg("--mock-topology").arg(&topo).arg("--kubeconfig").arg(&kc);
+        cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
+        cmd.args(["--admin-listen", &format!("127.0.0.1:{stork_admin_port}")]);
+        cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
+        cmd
+    };
+    procs.push(Proc::spawn("stork", stork_cmd(), &dir)?);
+    wait_http_ok(procs.last_mut().expect("stork"), stork_admin_port, "/readyz", Duration::from_secs(60))?;
+    for p in procs.iter_mut() {
+        p.check_alive()?;
+    }
+    step("cluster ready", t0);
+    let info = ClusterInfo { dir, kubeconfig, topology, stork_admin_port, stork_port };
+    Ok(Components { info, procs, stork_cmd: Box::new(stork_cmd) })
+}
+
+/// The `stork` scheduler's configuration exactly as `manifests/scheduler-config.yaml` has it,
+/// except for what differs outside a cluster: the kubeconfig, no leader election, and the
+/// extender's address and CA file (the TLS server name stays the Service's DNS name).
+fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Result<Vec<u8>> {
+    let text = std::fs::read_to_string(repo_root().join("manifests/scheduler-config.yaml"))?;
+    let mut cfg: Value = serde_saphyr::from_str(&text).context("parse manifests/scheduler-config.yaml")?;
+    cfg["clientConnection"] = json!({"kubeconfig": kubeconfig});
+    cfg["leaderElection"] = json!({"leaderElect": false});
+    let ext = cfg["extenders"].get_mut(0).context("manifests/scheduler-config.yaml has no extender")?;
+    ext["urlPrefix"] = json!(format!("https://127.0.0.1:{stork_port}"));
+    ext["tlsConfig"]["caFile"] = json!(dir.join("ca.crt"));
+    Ok(serde_json::to_vec_pretty(&cfg)?)
+}
+
+/// Polls `GET http://127.0.0.1:<port><path>` until 200, failing early if the process dies.
+fn wait_http_ok(proc: &mut Proc, port: u16, path: &str, timeout: Duration) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("nothing yet");
+    while Instant::now() < deadline {
+        proc.check_alive()?;
+        match http_get(port, path) {
+            Ok(status) if status.contains(" 200 ") => return Ok(()),
+            Ok(status) => last = status,
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100)); // poll until the deadline
+    }
+    bail!("{} not ready on :{port}{path} after {timeout:?}; last saw: {last}\n{}", proc.name, proc.log_tail(30))
+}
+
+fn http_get(port: u16, path: &str) -> Result<String> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut buf = String::new();
+    s.read_to_string(&mut buf)?;
+    Ok(buf.lines().next().unwrap_or_default().to_string())
+}
+
+fn wait_apiserver(proc: &mut Proc, kubeconfig: &Path, timeout: Duration) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let deadline = Instant::now() + timeout;
+    let mut last = String::from("nothing yet");
+    while Instant::now() < deadline {
+        proc.check_alive()?;
+        let probe = rt.block_on(async {
+            let client = crate::client_for(kubeconfig).await?;
+            let req = http_request("/readyz")?;
+            client.request_text(req).await.map_err(anyhow::Error::from)
+        });
+        match probe {
+            Ok(body) if body.trim() == "ok" => return Ok(()),
+            Ok(body) => last = body,
+            Err(e) => last = format!("{e:#}"),
+        }
+        std::thread::sleep(Duration::from_millis(250)); // poll until the deadline
+    }
+    bail!("kube-apiserver not ready after {timeout:?}; last saw: {last}\n{}", proc.log_tail(30))
+}
+
+fn http_request(path: &str) -> Result<http::Request<Vec<u8>>> {
+    Ok(http::Request::get(path).body(Vec::new())?)
+}

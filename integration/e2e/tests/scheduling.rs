@@ -1,0 +1,211 @@
+//! The extender through the real kube-scheduler: pods with driver volumes land next to their
+//! replicas, stay Pending with stork's reason when no replica is online, and keep being scheduled
+//! (without locality) while stork is down.
+//!
+//! Tests share one cluster and run one at a time (`--test-threads=1`, see `just e2e`); each uses
+//! its own namespace, node names and volumes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{
+    core::v1::{Event, PersistentVolume, PersistentVolumeClaim, Pod},
+    storage::v1::StorageClass,
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, PostParams},
+};
+use serde_json::{Value, json};
+use stork_e2e::{delete_nodes, kwok_nodes, namespace, shared, wait_for};
+
+const PROVISIONER: &str = "mock.stork.libopenstorage.org";
+const WAIT: Duration = Duration::from_secs(90);
+
+async fn create<K>(api: &Api<K>, obj: Value)
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let obj: K = serde_json::from_value(obj).expect("object");
+    match api.create(&PostParams::default(), &obj).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(e)) if e.code == 409 => {}
+        Err(e) => panic!("create failed: {e}"),
+    }
+}
+
+async fn storage_class(client: &Client) {
+    let sc = json!({"metadata": {"name": "mock-sc"}, "provisioner": PROVISIONER, "volumeBindingMode": "Immediate"});
+    create(&Api::<StorageClass>::all(client.clone()), sc).await;
+}
+
+/// A PV named `pv` and a claim pre-bound to it by name; the real PV controller binds them.
+async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str) {
+    create(
+        &Api::<PersistentVolume>::all(client.clone()),
+        json!({
+            "metadata": {"name": pv},
+            "spec": {
+                "storageClassName": "mock-sc", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                "persistentVolumeReclaimPolicy": "Retain",
+                "csi": {"driver": PROVISIONER, "volumeHandle": pv}
+            }
+        }),
+    )
+    .await;
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
+    create(
+        &pvcs,
+        json!({
+            "metadata": {"name": claim},
+            "spec": {"storageClassName": "mock-sc", "volumeName": pv, "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        }),
+    )
+    .await;
+    wait_for(&format!("pvc {ns}/{claim} Bound"), WAIT, || async {
+        let c = pvcs.get(claim).await.map_err(|e| e.to_string())?;
+        let phase = c.status.and_then(|s| s.phase).unwrap_or_default();
+        if phase == "Bound" { Ok(()) } else { Err(phase) }
+    })
+    .await;
+}
+
+async fn pod(client: &Client, ns: &str, name: &str, claims: &[&str]) -> Api<Pod> {
+    let volumes: Vec<Value> =
+        claims.iter().map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}})).collect();
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    create(
+        &pods,
+        json!({
+            "metadata": {"name": name},
+            "spec": {"schedulerName": "stork", "containers": [{"name": "app", "image": "fake"}], "volumes": volumes}
+        }),
+    )
+    .await;
+    pods
+}
+
+async fn scheduled_node(pods: &Api<Pod>, name: &str) -> String {
+    wait_for(&format!("pod {name} to be scheduled"), WAIT, || async {
+        let p = pods.get(name).await.map_err(|e| e.to_string())?;
+        let node = p.spec.as_ref().and_then(|s| s.node_name.clone());
+        node.ok_or_else(|| format!("{:?}", p.status.and_then(|s| s.conditions)))
+    })
+    .await
+}
+
+fn driver_node(id: &str, ip: &str, status: &str) -> Value {
+    json!({"id": id, "ips": [ip], "status": status})
+}
+
+#[tokio::test]
+async fn the_seed_scenario_places_pods_next_to_their_replicas() {
+    let (cluster, client) = shared().await;
+    let nodes = [
+        ("seed-n1", "10.1.0.1"),
+        ("seed-n2", "10.1.0.2"),
+        ("seed-n3", "10.1.0.3"),
+        ("seed-n4", "10.1.0.4"),
+        ("seed-n5", "10.1.0.5"),
+    ];
+    cluster
+        .update_topology(|t| {
+            for (id, ip) in &nodes[..3] {
+                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Online"));
+            }
+            let vols = t["volumes"].as_array_mut().unwrap();
+            vols.push(json!({"id": "pv-seed-v1", "replicas": ["seed-n1", "seed-n2"]}));
+            vols.push(json!({"id": "pv-seed-v2", "replicas": ["seed-n2", "seed-n3"]}));
+            vols.push(json!({"id": "pv-seed-v3", "replicas": ["seed-n3"]}));
+        })
+        .unwrap();
+    kwok_nodes(&client, &nodes).await.unwrap();
+    storage_class(&client).await;
+    let ns = namespace(&client, "seed").await.unwrap();
+    bound_claim(&client, &ns, "data-1", "pv-seed-v1").await;
+    bound_claim(&client, &ns, "data-2", "pv-seed-v2").await;
+    bound_claim(&client, &ns, "data-3", "pv-seed-v3").await;
+
+    let pods = pod(&client, &ns, "p1", &["data-1", "data-2"]).await;
+    assert_eq!(scheduled_node(&pods, "p1").await, "seed-n2", "V1 on n1+n2 and V2 on n2+n3 put P1 on n2");
+
+    pod(&client, &ns, "on-n3", &["data-3"]).await;
+    assert_eq!(scheduled_node(&pods, "on-n3").await, "seed-n3");
+
+    pod(&client, &ns, "stateless", &[]).await;
+    let node = scheduled_node(&pods, "stateless").await;
+    assert!(!node.is_empty());
+
+    wait_for("p1 Running on its KWOK node", WAIT, || async {
+        let p = pods.get("p1").await.map_err(|e| e.to_string())?;
+        let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+        if phase == "Running" { Ok(()) } else { Err(phase) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_pod_whose_replicas_are_all_offline_stays_pending_with_storks_reason() {
+    let (cluster, client) = shared().await;
+    let nodes = [("off-n1", "10.2.0.1"), ("off-n2", "10.2.0.2")];
+    cluster
+        .update_topology(|t| {
+            for (id, ip) in nodes {
+                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Offline"));
+            }
+            t["volumes"].as_array_mut().unwrap().push(json!({"id": "pv-off-v1", "replicas": ["off-n1", "off-n2"]}));
+        })
+        .unwrap();
+    kwok_nodes(&client, &nodes).await.unwrap();
+    storage_class(&client).await;
+    let ns = namespace(&client, "offline").await.unwrap();
+    bound_claim(&client, &ns, "data", "pv-off-v1").await;
+    let pods = pod(&client, &ns, "stuck", &["data"]).await;
+
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let message = wait_for("a FailedScheduling event naming stork's reason", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| vec![e.to_string()])?;
+        let msgs: Vec<String> = list
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
+            .filter_map(|e| e.message)
+            .collect();
+        msgs.iter().find(|m| m.contains("no online node holds a replica of volume pv-off-v1")).cloned().ok_or(msgs)
+    })
+    .await;
+    eprintln!("scheduling event: {message}");
+    let p = pods.get("stuck").await.unwrap();
+    assert_eq!(p.spec.and_then(|s| s.node_name), None, "the pod must stay Pending");
+    delete_nodes(&client, &["off-n1", "off-n2"]).await;
+}
+
+#[tokio::test]
+async fn with_stork_down_pods_still_schedule_and_locality_returns_with_stork() {
+    let (cluster, client) = shared().await;
+    let nodes = [("down-n1", "10.3.0.1"), ("down-n2", "10.3.0.2"), ("down-n3", "10.3.0.3")];
+    cluster
+        .update_topology(|t| {
+            for (id, ip) in nodes {
+                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Online"));
+            }
+            let vols = t["volumes"].as_array_mut().unwrap();
+            vols.push(json!({"id": "pv-down-v1", "replicas": ["down-n1"]}));
+            vols.push(json!({"id": "pv-down-v3", "replicas": ["down-n3"]}));
+        })
+        .unwrap();
+    kwok_nodes(&client, &nodes).await.unwrap();
+    storage_class(&client).await;
+    let ns = namespace(&client, "down").await.unwrap();
+    bound_claim(&client, &ns, "data-1", "pv-down-v1").await;
+    bound_claim(&client, &ns, "data-3", "pv-down-v3").await;
+
+    cluster.stop_stork().expect("stork exits 0 on SIGTERM");
+    let pods = pod(&client, &ns, "while-down", &["data-1"]).await;
+    let node = scheduled_node(&pods, "while-down").await;
+    eprintln!("scheduled without stork (ignorable extender) on {node}");
+
+    cluster.start_stork().expect("stork restarts");
+    let pods = pod(&client, &ns, "after-return", &["data-3"]).await;
+    assert_eq!(scheduled_node(&pods, "after-return").await, "down-n3");
+}
