@@ -17,6 +17,46 @@ lint:
     cargo fmt --check
     cargo clippy --all-targets -- -D warnings
 
+# End-to-end suite on a real local control plane (builds the Go components once, then cached)
+e2e:
+    integration/cluster/build.sh
+    cargo build --bin stork -p stork-e2e
+    cargo test -p stork-e2e -- --test-threads=1
+
+# Start etcd, kube-apiserver, KCM, the default and `stork` schedulers, KWOK and stork; leave them running
+cluster-up:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    integration/cluster/build.sh
+    cargo build --bin stork --bin stork-cluster
+    mkdir -p integration/.cache
+    log=integration/.cache/cluster-up.log pidfile=integration/.cache/cluster-up.pid
+    if [[ -f $pidfile ]] && kill -0 "$(cat $pidfile)" 2>/dev/null; then
+        echo "a cluster is already running (pid $(cat $pidfile)); run: just cluster-down" >&2; exit 1
+    fi
+    nohup target/debug/stork-cluster >"$log" 2>&1 &
+    echo $! > "$pidfile"
+    for _ in $(seq 600); do
+        grep -q '^export STORK_MOCK_TOPOLOGY=' "$log" && break
+        kill -0 "$(cat $pidfile)" 2>/dev/null || { echo "cluster failed to start:" >&2; tail -n 40 "$log" >&2; exit 1; }
+        sleep 0.5
+    done
+    grep -q '^export STORK_MOCK_TOPOLOGY=' "$log" || { echo "cluster did not start within 5 minutes" >&2; tail -n 40 "$log" >&2; exit 1; }
+    grep -v '^\[e2e' "$log"
+
+# Stop everything `just cluster-up` started
+cluster-down:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    pidfile=integration/.cache/cluster-up.pid
+    [[ -f $pidfile ]] || { echo "no cluster is running"; exit 0; }
+    pid=$(cat "$pidfile")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$pidfile"
+    echo "cluster stopped"
+
 # Criterion micro-benchmarks of filter+prioritize (decode, decide, encode)
 bench:
     cargo bench --bench extender

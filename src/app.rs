@@ -16,6 +16,7 @@ use crate::{
     metrics::Metrics,
     server::{self, Health, Listen, Servers},
     tls,
+    webhook::{WebhookConfig, WebhookState},
 };
 
 /// A started stork: servers plus background tasks, stopped together.
@@ -42,6 +43,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         admin_listen,
         tls_cert,
         tls_key,
+        webhook_skip_annotation,
+        webhook_exclude_namespace,
     } = args;
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
@@ -94,13 +97,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     };
     let health = Health::new(cluster.clone());
-    let state = ExtenderState { cluster, driver, events, metrics: metrics.clone() };
-    let servers = server::start(
-        Listen { https, extender: extender_listen, admin: admin_listen },
-        state,
-        health.clone(),
-        metrics,
-    )?;
+    let webhook = WebhookState {
+        cluster: cluster.clone(),
+        driver: driver.clone(),
+        config: Arc::new(WebhookConfig {
+            skip_annotation: webhook_skip_annotation,
+            excluded_namespaces: webhook_exclude_namespace,
+        }),
+        metrics: metrics.clone(),
+    };
+    let extender = ExtenderState { cluster, driver, events, metrics: metrics.clone() };
+    let listen = Listen { https, extender: extender_listen, admin: admin_listen };
+    let servers = server::start(listen, extender, webhook, health.clone(), metrics)?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
     Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
 }

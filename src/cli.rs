@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the extender, webhooks and admin endpoints.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run the embedded seed scenario on localhost and print the decisions.
     Demo(DemoArgs),
     /// Write a development CA and serving certificate.
@@ -67,6 +67,12 @@ pub struct ServeArgs {
     /// Serving key (PEM); hot-reloaded with the certificate.
     #[arg(long, env = "STORK_TLS_KEY", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Pod annotation that, set to true, keeps the webhook from touching a pod.
+    #[arg(long, env = "STORK_WEBHOOK_SKIP_ANNOTATION", default_value = crate::webhook::DEFAULT_SKIP_ANNOTATION)]
+    pub webhook_skip_annotation: String,
+    /// Namespaces whose pods are never mutated (repeat the flag, or comma-separate).
+    #[arg(long, env = "STORK_WEBHOOK_EXCLUDE_NAMESPACES", value_delimiter = ',', default_value = "kube-system")]
+    pub webhook_exclude_namespace: Vec<String>,
 }
 
 /// `stork demo`.
@@ -102,6 +108,7 @@ mod tests {
     fn serve_defaults_match_the_pinned_interface() {
         let cli = Cli::try_parse_from(["stork", "serve", "--driver", "mock"]).unwrap();
         let Command::Serve(s) = cli.command else { panic!("not serve") };
+        let s = *s;
         assert_eq!(s.listen.to_string(), "0.0.0.0:8443");
         assert_eq!(s.admin_listen.to_string(), "0.0.0.0:9090");
         assert!(s.extender_listen.is_none());

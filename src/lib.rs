@@ -4,6 +4,7 @@
 //! Decisions read cached state only: [`cluster::ClusterView`] and a [`driver::Driver`].
 
 pub mod app;
+pub mod body;
 pub mod cli;
 pub mod cluster;
 pub mod demo;
@@ -19,3 +20,4 @@ pub mod synth;
 pub mod telemetry;
 pub mod tls;
 pub mod watch;
+pub mod webhook;

@@ -13,7 +13,7 @@ async fn main() -> anyhow::Result<()> {
     let default_level = if matches!(cli.command, Command::Demo(_)) { "warn" } else { "info" };
     telemetry::init(cli.log_json, default_level);
     match cli.command {
-        Command::Serve(args) => app::serve(args).await,
+        Command::Serve(args) => app::serve(*args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Certs(args) => {
             let written = tls::write_dev_certs(&args.out, &args.dns)?;

@@ -17,18 +17,21 @@ use prometheus_client::{
 pub struct Metrics {
     registry: Registry,
     /// Scheduler extender metrics.
-    pub extender: ExtenderMetrics,
+    pub extender: RequestMetrics,
     /// Hyperconvergence gauges, per pod.
     pub placement: PlacementMetrics,
+    /// Admission webhook metrics.
+    pub webhook: RequestMetrics,
 }
 
 impl Metrics {
     /// Creates and registers all metrics.
     pub fn new() -> Arc<Self> {
         let mut registry = Registry::default();
-        let extender = ExtenderMetrics::register(&mut registry);
+        let extender = RequestMetrics::register(&mut registry, "stork_extender", "Extender");
         let placement = PlacementMetrics::register(&mut registry);
-        Arc::new(Self { registry, extender, placement })
+        let webhook = RequestMetrics::register(&mut registry, "stork_webhook", "Admission webhook");
+        Arc::new(Self { registry, extender, placement, webhook })
     }
 
     /// Text exposition format for `/metrics`.
@@ -40,10 +43,10 @@ impl Metrics {
     }
 }
 
-/// Label set with the extender verb.
+/// Label set with the endpoint's verb.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct VerbLabels {
-    /// `filter` or `prioritize`.
+    /// `filter`, `prioritize`, `mutate`, `validate`.
     pub verb: &'static str,
 }
 
@@ -56,25 +59,29 @@ pub struct ErrorLabels {
     pub error: &'static str,
 }
 
-/// Scheduler extender metrics (`stork_extender_*`).
-pub struct ExtenderMetrics {
+/// Latency and failures of one HTTP surface (`<prefix>_request_duration_seconds`, `<prefix>_request_failures`).
+pub struct RequestMetrics {
     latency: Family<VerbLabels, Histogram>,
     failures: Family<ErrorLabels, Counter>,
 }
 
-impl ExtenderMetrics {
-    fn register(r: &mut Registry) -> Self {
+impl RequestMetrics {
+    fn register(r: &mut Registry, prefix: &str, what: &str) -> Self {
         let latency = Family::<VerbLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.000_025, 2.0, 18))
         });
         let failures = Family::<ErrorLabels, Counter>::default();
-        let sub = r.sub_registry_with_prefix("stork_extender");
+        let sub = r.sub_registry_with_prefix(prefix);
         sub.register(
             "request_duration_seconds",
-            "Extender request latency by verb, body read to response",
+            format!("{what} request latency by verb, body read to response"),
             latency.clone(),
         );
-        sub.register("request_failures", "Extender requests answered with an error status", failures.clone());
+        sub.register(
+            "request_failures",
+            format!("{what} requests that could not be processed, by error"),
+            failures.clone(),
+        );
         Self { latency, failures }
     }
 

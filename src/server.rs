@@ -12,7 +12,7 @@ use std::{
 use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
 use tokio::task::JoinHandle;
 
-use crate::{cluster::ClusterView, extender::http::ExtenderState, metrics::Metrics};
+use crate::{cluster::ClusterView, extender::http::ExtenderState, metrics::Metrics, webhook::WebhookState};
 
 /// Seconds given to in-flight requests when stopping.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
@@ -94,7 +94,13 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 }
 
 /// Binds and starts every listener. Signals are handled by the caller, not by actix.
-pub fn start(listen: Listen, extender: ExtenderState, health: Health, metrics: Arc<Metrics>) -> Result<Servers, Error> {
+pub fn start(
+    listen: Listen,
+    extender: ExtenderState,
+    webhook: WebhookState,
+    health: Health,
+    metrics: Arc<Metrics>,
+) -> Result<Servers, Error> {
     let mut servers = Servers {
         addrs: BoundAddrs { https: None, extender: None, admin: listen.admin },
         handles: vec![],
@@ -104,12 +110,16 @@ pub fn start(listen: Listen, extender: ExtenderState, health: Health, metrics: A
         let lst = bind(addr)?;
         servers.addrs.https = lst.local_addr().ok();
         let ext = extender.clone();
-        let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
-            .disable_signals()
-            .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-            .listen_rustls_0_23(lst, tls)
-            .map_err(|source| Error::Bind { addr, source })?
-            .run();
+        let server = HttpServer::new(move || {
+            App::new()
+                .configure(crate::extender::http::configure(ext.clone()))
+                .configure(crate::webhook::review::configure(webhook.clone()))
+        })
+        .disable_signals()
+        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+        .listen_rustls_0_23(lst, tls)
+        .map_err(|source| Error::Bind { addr, source })?
+        .run();
         servers.push(server);
     }
     if let Some(addr) = listen.extender {

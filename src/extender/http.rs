@@ -3,12 +3,7 @@
 
 use std::sync::Arc;
 
-use actix_web::{
-    HttpRequest, HttpResponse,
-    http::header::{CONTENT_LENGTH, CONTENT_TYPE},
-    web,
-};
-use futures::StreamExt;
+use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_TYPE, web};
 use k8s_openapi::api::core::v1::Node;
 use tracing::{Span, instrument};
 
@@ -18,6 +13,7 @@ use super::{
     wire::{ExtenderArgs, FilterResult, HostPriority, RequestNode, ResponseNodeList},
 };
 use crate::{
+    body::read_body,
     cluster::{ClusterView, pod::PodFacts},
     driver::Driver,
     events::{EventSink, PodRef},
@@ -54,7 +50,7 @@ async fn filter_handler(
 ) -> Result<HttpResponse, Error> {
     let _timer = state.metrics.extender.time("filter");
     let result = async {
-        let body = read_body(&req, payload).await?;
+        let body = read_body(&req, payload, MAX_BODY_BYTES).await.map_err(Error::from)?;
         filter_body(&state, &body)
     }
     .await;
@@ -69,7 +65,7 @@ async fn prioritize_handler(
 ) -> Result<HttpResponse, Error> {
     let _timer = state.metrics.extender.time("prioritize");
     let result = async {
-        let body = read_body(&req, payload).await?;
+        let body = read_body(&req, payload, MAX_BODY_BYTES).await.map_err(Error::from)?;
         prioritize_body(&state, &body)
     }
     .await;
@@ -173,22 +169,4 @@ fn json_response<T: serde::Serialize>(value: &T) -> Result<HttpResponse, Error> 
 
 fn pod_ref(pod: &PodFacts) -> PodRef {
     PodRef { namespace: pod.metadata.namespace.clone(), name: pod.metadata.name.clone(), uid: pod.metadata.uid.clone() }
-}
-
-/// Reads the whole body, refusing more than [`MAX_BODY_BYTES`] before buffering it.
-async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::BytesMut, Error> {
-    let declared =
-        req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<usize>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES) {
-        return Err(Error::BodyTooLarge { limit: MAX_BODY_BYTES });
-    }
-    let mut body = web::BytesMut::with_capacity(declared.unwrap_or(8 * 1024));
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(Error::Body)?;
-        if body.len() + chunk.len() > MAX_BODY_BYTES {
-            return Err(Error::BodyTooLarge { limit: MAX_BODY_BYTES });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }

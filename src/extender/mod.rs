@@ -101,6 +101,15 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
 }
 
+impl From<crate::body::BodyError> for Error {
+    fn from(e: crate::body::BodyError) -> Self {
+        match e {
+            crate::body::BodyError::TooLarge { limit } => Self::BodyTooLarge { limit },
+            crate::body::BodyError::Read(e) => Self::Body(e),
+        }
+    }
+}
+
 impl Error {
     /// Label for metrics.
     pub fn metric_label(&self) -> &'static str {

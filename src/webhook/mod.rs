@@ -1,0 +1,76 @@
+//! Admission webhooks: `/mutate` routes driver-backed pods to the `stork` scheduler,
+//! `/validate` rejects snapshot-restore PVCs that cannot succeed.
+//!
+//! `review.rs` is the envelope (AdmissionReview v1 in and out); `mutate_pod.rs` and
+//! `validate_pvc.rs` are pure decisions over cached state.
+
+pub mod mutate_pod;
+pub mod review;
+pub mod validate_pvc;
+
+use std::sync::Arc;
+
+use crate::{cluster::ClusterView, driver::Driver, metrics::Metrics};
+
+/// Largest AdmissionReview accepted (the apiserver's own object limit is ~3 MiB).
+pub const MAX_REVIEW_BYTES: usize = 16 * 1024 * 1024;
+/// Default pod annotation that opts a pod out of mutation.
+pub const DEFAULT_SKIP_ANNOTATION: &str = "stork.libopenstorage.org/disable-admission-controller";
+
+/// Webhook settings from the command line.
+#[derive(Debug, Clone)]
+pub struct WebhookConfig {
+    /// Pod annotation that, when true, leaves the pod alone.
+    pub skip_annotation: String,
+    /// Namespaces never mutated.
+    pub excluded_namespaces: Vec<String>,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self { skip_annotation: DEFAULT_SKIP_ANNOTATION.into(), excluded_namespaces: vec!["kube-system".into()] }
+    }
+}
+
+/// Shared state of the webhook endpoints.
+#[derive(Clone)]
+pub struct WebhookState {
+    /// Cached cluster objects.
+    pub cluster: ClusterView,
+    /// The storage driver.
+    pub driver: Arc<dyn Driver>,
+    /// Settings.
+    pub config: Arc<WebhookConfig>,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+}
+
+/// Why a review could not be decided. Every variant still yields an allowed AdmissionReview
+/// (see [`review`]): the webhook never answers 5xx and never blocks a request on its own failure.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The body could not be read or is too large.
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
+    /// The body is not an AdmissionReview.
+    #[error("failed to decode AdmissionReview: {0}")]
+    Decode(#[source] serde_json::Error),
+    /// The review has no `request`.
+    #[error("AdmissionReview has no request")]
+    NoRequest,
+    /// The object in the request is not what its kind says.
+    #[error("failed to decode the request's object: {0}")]
+    Object(#[source] serde_json::Error),
+}
+
+impl Error {
+    /// Label for metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            Self::Body(_) => "body",
+            Self::Decode(_) => "decode",
+            Self::NoRequest => "no_request",
+            Self::Object(_) => "object",
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! The AdmissionReview v1 envelope (`admission.k8s.io/v1`): decode only what decisions need,
+//! answer every request — errors included — with a valid review, HTTP 200.
+
+use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_TYPE, web};
+use base64::Engine;
+use json_patch::Patch;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use std::collections::BTreeMap;
+use tracing::{Span, instrument};
+
+use super::{
+    Error, MAX_REVIEW_BYTES, WebhookState,
+    mutate_pod::mutate_pod,
+    validate_pvc::{RestoreClaim, SNAPSHOT_PROVISIONER, Verdict, validate_restore_claim},
+};
+use crate::{body::read_body, cluster::pod::PodFacts};
+
+#[derive(Deserialize)]
+struct ReviewIn<'a> {
+    #[serde(borrow)]
+    request: Option<RequestIn<'a>>,
+}
+
+/// `AdmissionRequest`, the fields we read.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RequestIn<'a> {
+    uid: String,
+    kind: Gvk,
+    #[serde(default)]
+    namespace: String,
+    #[serde(default)]
+    operation: String,
+    #[serde(default)]
+    dry_run: bool,
+    #[serde(borrow)]
+    object: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct Gvk {
+    #[serde(default)]
+    group: String,
+    kind: String,
+}
+
+/// `AdmissionReview` response.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ReviewOut {
+    api_version: &'static str,
+    kind: &'static str,
+    response: ResponseOut,
+}
+
+#[derive(Debug, Default, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ResponseOut {
+    uid: String,
+    allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<StatusOut>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    patch_type: Option<&'static str>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct StatusOut {
+    code: u16,
+    message: String,
+}
+
+impl ReviewOut {
+    fn new(response: ResponseOut) -> Self {
+        Self { api_version: "admission.k8s.io/v1", kind: "AdmissionReview", response }
+    }
+
+    fn allow(uid: &str, patch: Option<&Patch>, warnings: Vec<String>) -> Self {
+        let patch = patch.and_then(|p| serde_json::to_vec(p).ok());
+        Self::new(ResponseOut {
+            uid: uid.into(),
+            allowed: true,
+            patch_type: patch.is_some().then_some("JSONPatch"),
+            patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
+            warnings,
+            status: None,
+        })
+    }
+
+    fn deny(uid: &str, message: String) -> Self {
+        Self::new(ResponseOut {
+            uid: uid.into(),
+            allowed: false,
+            status: Some(StatusOut { code: 403, message }),
+            ..ResponseOut::default()
+        })
+    }
+
+    /// The one place errors become answers: allowed, unchanged, with the error as a warning.
+    fn from_error(uid: &str, e: &Error) -> Self {
+        Self::allow(uid, None, vec![format!("stork webhook could not process this request ({e}); allowed unchanged")])
+    }
+}
+
+/// Registers `/mutate` and `/validate` (POST; the apiserver's `?timeout=` is ignored).
+pub fn configure(state: WebhookState) -> impl FnOnce(&mut web::ServiceConfig) {
+    move |cfg| {
+        cfg.app_data(web::Data::new(state))
+            .route("/mutate", web::post().to(mutate_handler))
+            .route("/validate", web::post().to(validate_handler));
+    }
+}
+
+#[instrument(skip_all, fields(hook = "mutate", uid, ns, decision))]
+async fn mutate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let _timer = state.metrics.webhook.time("mutate");
+    let body = read_body(&req, payload, MAX_REVIEW_BYTES).await.map_err(|e| (String::new(), Error::from(e)));
+    respond(&state, "mutate", body.and_then(|b| review_mutate(&state, &b)))
+}
+
+#[instrument(skip_all, fields(hook = "validate", uid, ns, decision))]
+async fn validate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
+    let _timer = state.metrics.webhook.time("validate");
+    let body = read_body(&req, payload, MAX_REVIEW_BYTES).await.map_err(|e| (String::new(), Error::from(e)));
+    respond(&state, "validate", body.and_then(|b| review_validate(&state, &b)))
+}
+
+/// Encodes the answer; an error is answered with an allowed review (uid unknown then).
+fn respond(state: &WebhookState, hook: &'static str, result: Result<ReviewOut, (String, Error)>) -> HttpResponse {
+    let out = result.unwrap_or_else(|(uid, e)| {
+        tracing::warn!(error = %e, "admission request not processed; allowing");
+        state.metrics.webhook.failed(hook, e.metric_label());
+        ReviewOut::from_error(&uid, &e)
+    });
+    let body = serde_json::to_vec(&out).unwrap_or_else(|_| {
+        br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#
+            .to_vec()
+    });
+    HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body)
+}
+
+fn parse(body: &[u8]) -> Result<RequestIn<'_>, (String, Error)> {
+    let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(|e| (String::new(), Error::Decode(e)))?;
+    let req = review.request.ok_or((String::new(), Error::NoRequest))?;
+    let span = Span::current();
+    span.record("uid", req.uid.as_str()).record("ns", req.namespace.as_str());
+    Ok(req)
+}
+
+/// Decodes and decides one `/mutate` review.
+pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
+    let req = parse(body)?;
+    let decision = if !req.kind.group.is_empty() || req.kind.kind != "Pod" {
+        "not_a_pod"
+    } else if req.operation != "CREATE" {
+        "not_create"
+    } else if req.dry_run {
+        "dry_run"
+    } else {
+        ""
+    };
+    if !decision.is_empty() {
+        Span::current().record("decision", decision);
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+    }
+    let raw = req.object.map_or("null", RawValue::get);
+    let pod: PodFacts = serde_json::from_str(raw).map_err(|e| (req.uid.clone(), Error::Object(e)))?;
+    let ns = if req.namespace.is_empty() { pod.metadata.namespace.as_str() } else { req.namespace.as_str() };
+    let d = mutate_pod(&pod, ns, &state.config, &state.cluster, state.driver.as_ref());
+    Span::current().record("decision", d.reason);
+    if d.patch.is_some() {
+        tracing::info!(pod = %pod.display_name(), "routing pod to the stork scheduler");
+    }
+    Ok(ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct PvcFacts {
+    metadata: PvcMeta,
+    spec: PvcSpec,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PvcMeta {
+    name: String,
+    generate_name: String,
+    namespace: String,
+    annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct PvcSpec {
+    storage_class_name: Option<String>,
+}
+
+/// Decodes and decides one `/validate` review.
+pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
+    let req = parse(body)?;
+    if !req.kind.group.is_empty() || req.kind.kind != "PersistentVolumeClaim" || req.operation != "CREATE" {
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+    }
+    let raw = req.object.map_or("null", RawValue::get);
+    let pvc: PvcFacts = serde_json::from_str(raw).map_err(|e| (req.uid.clone(), Error::Object(e)))?;
+    let annotations = pvc.metadata.annotations.unwrap_or_default();
+    let class = pvc
+        .spec
+        .storage_class_name
+        .or_else(|| annotations.get("volume.beta.kubernetes.io/storage-class").cloned())
+        .unwrap_or_default();
+    let is_restore = state.cluster.storage_class(&class).is_some_and(|sc| sc.provisioner == SNAPSHOT_PROVISIONER);
+    if !is_restore {
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+    }
+    let ns = if req.namespace.is_empty() { pvc.metadata.namespace.as_str() } else { req.namespace.as_str() };
+    let name = if pvc.metadata.name.is_empty() { &pvc.metadata.generate_name } else { &pvc.metadata.name };
+    let claim = RestoreClaim { namespace: ns, name, annotations: &annotations };
+    // Snapshot objects are not cached until the snapshot controllers exist.
+    match validate_restore_claim(&claim, None) {
+        Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w)),
+        Verdict::Deny(msg) => {
+            Span::current().record("decision", "denied");
+            tracing::info!(pvc = %format!("{ns}/{name}"), reason = %msg, "denying restore pvc");
+            Ok(ReviewOut::deny(&req.uid, msg))
+        }
+    }
+}

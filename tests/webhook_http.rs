@@ -1,0 +1,120 @@
+//! The admission webhooks through actix's test service, fed recorded AdmissionReview v1 bodies:
+//! every answer is a valid review with HTTP 200, errors included.
+
+use std::sync::Arc;
+
+use actix_web::{App, body::MessageBody, http::StatusCode, test, web};
+use base64::Engine;
+use serde_json::{Value, json};
+use stork::{
+    cluster::Objects,
+    driver::mock::MockDriver,
+    metrics::Metrics,
+    webhook::{MAX_REVIEW_BYTES, WebhookConfig, WebhookState, review::configure},
+};
+
+const SEED_OBJECTS: &str = include_str!("../examples/seed/objects.yaml");
+const RESTORE_CLASS: &str = "---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: stork-snapshot-sc}\nprovisioner: stork-snapshot\n";
+
+fn state() -> WebhookState {
+    let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/topology.yaml");
+    WebhookState {
+        cluster: Objects::from_yaml(&format!("{SEED_OBJECTS}{RESTORE_CLASS}")).expect("objects").into_view(),
+        driver: Arc::new(MockDriver::load(topology.as_ref()).expect("topology")),
+        config: Arc::new(WebhookConfig::default()),
+        metrics: Metrics::new(),
+    }
+}
+
+async fn post(path: &str, body: impl Into<web::Bytes>) -> Value {
+    let app = test::init_service(App::new().configure(configure(state()))).await;
+    let req = test::TestRequest::post().uri(path).set_payload(body).to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::OK, "the webhook always answers 200");
+    let bytes = resp.into_body().try_into_bytes().unwrap_or_default();
+    assert!(!bytes.is_empty(), "never an empty body");
+    let v: Value = serde_json::from_slice(&bytes).expect("JSON review");
+    assert_eq!((v["apiVersion"].as_str(), v["kind"].as_str()), (Some("admission.k8s.io/v1"), Some("AdmissionReview")));
+    v["response"].clone()
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/data/admission/{name}", env!("CARGO_MANIFEST_DIR"))).expect("fixture")
+}
+
+fn patch_of(resp: &Value) -> Option<Value> {
+    let b64 = resp["patch"].as_str()?;
+    assert_eq!(resp["patchType"], "JSONPatch");
+    Some(serde_json::from_slice(&base64::engine::general_purpose::STANDARD.decode(b64).unwrap()).unwrap())
+}
+
+#[actix_web::test]
+async fn a_pod_with_a_driver_pvc_is_patched_to_the_stork_scheduler_with_its_uid_echoed() {
+    let r = post("/mutate?timeout=3s", fixture("pod-with-driver-pvc.json")).await;
+    assert_eq!(r["uid"], "uid-driver");
+    assert_eq!(r["allowed"], true);
+    assert_eq!(patch_of(&r), Some(json!([{"op": "add", "path": "/spec/schedulerName", "value": "stork"}])));
+}
+
+#[actix_web::test]
+async fn pods_without_driver_pvcs_dry_runs_excluded_namespaces_opt_outs_and_other_kinds_pass_unchanged() {
+    for (file, uid) in [
+        ("pod-without-pvc.json", "uid-plain"),
+        ("pod-dry-run.json", "uid-dry"),
+        ("pod-in-kube-system.json", "uid-sys"),
+        ("pod-opted-out.json", "uid-opt"),
+        ("deployment.json", "uid-deploy"),
+    ] {
+        let r = post("/mutate", fixture(file)).await;
+        assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some(uid), Some(true)), "{file}");
+        assert_eq!(patch_of(&r), None, "{file}");
+    }
+}
+
+#[actix_web::test]
+async fn a_pvc_not_in_the_cache_is_allowed_unchanged_with_a_warning() {
+    let r = post("/mutate", fixture("pod-unknown-pvc.json")).await;
+    assert_eq!((r["allowed"].as_bool(), patch_of(&r)), (Some(true), None));
+    assert!(r["warnings"][0].as_str().unwrap().contains("not-yet-cached"), "{r}");
+}
+
+#[actix_web::test]
+async fn garbage_truncated_wrong_typed_and_oversized_reviews_are_allowed_with_a_warning() {
+    let full = fixture("pod-with-driver-pvc.json");
+    let wrong = fixture("pod-wrong-object.json");
+    let huge = vec![b' '; MAX_REVIEW_BYTES + 1];
+    for (what, body) in [
+        ("garbage", web::Bytes::from_static(b"\x00\xffnot json")),
+        ("truncated", web::Bytes::from(full[..full.len() / 2].to_string())),
+        ("no request", web::Bytes::from_static(br#"{"kind":"AdmissionReview"}"#)),
+        ("wrong-typed object", web::Bytes::from(wrong)),
+        ("oversized", web::Bytes::from(huge)),
+    ] {
+        // A Pod review is no business of /validate, so its wrongly typed object is never read there.
+        let paths: &[&str] = if what == "wrong-typed object" { &["/mutate"] } else { &["/mutate", "/validate"] };
+        for path in paths {
+            let r = post(path, body.clone()).await;
+            assert_eq!(r["allowed"], true, "{what} on {path}");
+            assert!(
+                r["warnings"][0].as_str().is_some_and(|w| w.contains("allowed unchanged")),
+                "{what} on {path}: {r}"
+            );
+        }
+    }
+}
+
+#[actix_web::test]
+async fn a_restore_pvc_without_a_snapshot_annotation_is_denied_with_what_to_fix() {
+    let r = post("/validate", fixture("pvc-restore-without-snapshot.json")).await;
+    assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("uid-restore-bad"), Some(false)));
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("snapshot.alpha.kubernetes.io/snapshot"), "{msg}");
+    let ok = post("/validate", fixture("pvc-restore-with-snapshot.json")).await;
+    assert_eq!(ok["allowed"], true);
+}
+
+#[actix_web::test]
+async fn validate_allows_pods_and_ordinary_pvcs() {
+    let r = post("/validate", fixture("pod-with-driver-pvc.json")).await;
+    assert_eq!(r["allowed"], true);
+}
