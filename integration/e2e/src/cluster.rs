@@ -312,6 +312,8 @@ fn boot() -> Result<Components> {
     for p in procs.iter_mut() {
         p.check_alive()?;
     }
+    step("registering stork's webhooks from manifests/webhooks.yaml", t0);
+    register_webhooks(&kubeconfig, &dir)?;
     step("cluster ready", t0);
     let info = ClusterInfo { dir, kubeconfig, topology, stork_admin_port, stork_port };
     Ok(Components { info, procs, stork_cmd: Box::new(stork_cmd) })
@@ -329,6 +331,60 @@ fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Res
     ext["urlPrefix"] = json!(format!("https://127.0.0.1:{stork_port}"));
     ext["tlsConfig"]["caFile"] = json!(dir.join("ca.crt"));
     Ok(serde_json::to_vec_pretty(&cfg)?)
+}
+
+/// Applies `manifests/webhooks.yaml` as a user would, with the harness CA as `caBundle` (the
+/// apiserver reaches `stork-service.kube-system:443` through the service map), then waits until
+/// the apiserver calls them: a dry-run restore PVC without its annotation gets denied.
+fn register_webhooks(kubeconfig: &Path, dir: &Path) -> Result<()> {
+    use base64::Engine;
+    use k8s_openapi::api::admissionregistration::v1::{MutatingWebhookConfiguration, ValidatingWebhookConfiguration};
+    use kube::api::{Api, PostParams};
+    let text = std::fs::read_to_string(repo_root().join("manifests/webhooks.yaml"))?;
+    let ca = base64::engine::general_purpose::STANDARD.encode(std::fs::read(dir.join("ca.crt"))?);
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).context("parse manifests/webhooks.yaml")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = crate::client_for(kubeconfig).await?;
+        let pp = PostParams::default();
+        for mut doc in docs {
+            for hook in doc["webhooks"].as_array_mut().into_iter().flatten() {
+                hook["clientConfig"]["caBundle"] = json!(ca);
+            }
+            match doc["kind"].as_str() {
+                Some("MutatingWebhookConfiguration") => {
+                    let obj: MutatingWebhookConfiguration = serde_json::from_value(doc)?;
+                    Api::<MutatingWebhookConfiguration>::all(client.clone()).create(&pp, &obj).await?;
+                }
+                Some("ValidatingWebhookConfiguration") => {
+                    let obj: ValidatingWebhookConfiguration = serde_json::from_value(doc)?;
+                    Api::<ValidatingWebhookConfiguration>::all(client.clone()).create(&pp, &obj).await?;
+                }
+                other => bail!("unexpected kind {other:?} in manifests/webhooks.yaml"),
+            }
+        }
+        let sc: k8s_openapi::api::storage::v1::StorageClass = serde_json::from_value(
+            json!({"metadata": {"name": "stork-snapshot-sc"}, "provisioner": "stork-snapshot"}),
+        )?;
+        let _ = Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone()).create(&pp, &sc).await;
+        let probe: k8s_openapi::api::core::v1::PersistentVolumeClaim = serde_json::from_value(json!({
+            "metadata": {"name": "webhook-probe"},
+            "spec": {"storageClassName": "stork-snapshot-sc", "accessModes": ["ReadWriteOnce"],
+                     "resources": {"requests": {"storage": "1Gi"}}}
+        }))?;
+        let pvcs = Api::<k8s_openapi::api::core::v1::PersistentVolumeClaim>::namespaced(client, "default");
+        let dry = PostParams { dry_run: true, ..PostParams::default() };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            match pvcs.create(&dry, &probe).await {
+                Err(kube::Error::Api(e)) if e.message.contains("snapshot.alpha.kubernetes.io/snapshot") => {
+                    return Ok(());
+                }
+                other if Instant::now() > deadline => bail!("webhooks not called by the apiserver; last: {other:?}"),
+                _ => tokio::time::sleep(Duration::from_millis(250)).await, // poll until the deadline
+            }
+        }
+    })
 }
 
 /// Polls `GET http://127.0.0.1:<port><path>` until 200, failing early if the process dies.

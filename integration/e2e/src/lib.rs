@@ -3,6 +3,7 @@
 
 mod certs;
 mod cluster;
+pub mod objects;
 mod procs;
 
 use std::{fmt::Debug, future::Future, path::Path, time::Duration};

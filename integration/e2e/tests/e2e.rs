@@ -1,0 +1,9 @@
+//! The end-to-end suite: one test binary, so one local control plane serves every test.
+//! Run with `just e2e` (builds the components first; tests run one at a time).
+
+#[path = "suite/admission.rs"]
+mod admission;
+#[path = "suite/manifests.rs"]
+mod manifests;
+#[path = "suite/scheduling.rs"]
+mod scheduling;
