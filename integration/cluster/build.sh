@@ -5,9 +5,9 @@
 # from the Go module proxy (no Docker, no prebuilt binaries). See README.md.
 #
 # Cached: a binary is rebuilt only when the sha256 of its inputs (go.mod, go.sum,
-# *.go, this script, the Go version) differs from the stamp written next to it.
+# non-test *.go, this script, the Go version) differs from the stamp written next to it.
 # Compilation itself uses the normal Go build cache (`go env GOCACHE`; falls back
-# to integration/.cache/go-build when Go has none, e.g. HOME unset).
+# to integration/.cache/go-build when Go has none or it is "off", e.g. HOME unset).
 #
 # Usage: integration/cluster/build.sh [--force]
 # Env:   STORK_K8S_BIN_DIR  output directory (default integration/.cache/bin)
@@ -34,8 +34,9 @@ export GOWORK=off          # never pick up a go.work from a parent directory
 export GOTOOLCHAIN=local   # no toolchain downloads; go.mod only needs go >= 1.24.0
 export CGO_ENABLED=0       # static binaries, as upstream builds the server components
 export GOFLAGS="-mod=readonly -buildvcs=false"  # go.sum is authoritative; never edited by a build
-if [[ -z "$("$GO" env GOCACHE 2>/dev/null)" ]]; then export GOCACHE="$cache/go-build"; fi
-if [[ -z "$("$GO" env GOMODCACHE 2>/dev/null)" ]]; then export GOMODCACHE="$cache/go-mod"; fi
+gocache="$("$GO" env GOCACHE 2>/dev/null || true)"
+if [[ -z "$gocache" || "$gocache" == off ]]; then export GOCACHE="$cache/go-build"; fi
+if [[ -z "$("$GO" env GOMODCACHE 2>/dev/null || true)" ]]; then export GOMODCACHE="$cache/go-mod"; fi
 
 nice_cmd=()
 if [[ "${BUILD_NICE:-15}" != 0 ]] && command -v nice >/dev/null; then nice_cmd=(nice -n "${BUILD_NICE:-15}"); fi
@@ -65,7 +66,7 @@ fi
 
 # key <files...>: sha256 over the Go version, this script and the given files.
 key() {
-  { echo "$go_version"; echo "tags=$build_tags"; cat "${BASH_SOURCE[0]}"; for f in "$@"; do echo "== ${f##*/}"; cat "$f"; done; } \
+  { echo "$go_version"; echo "tags=$build_tags"; cat "$here/build.sh"; for f in "$@"; do echo "== ${f##*/}"; cat "$f"; done; } \
     | sha256sum | cut -d' ' -f1
 }
 
@@ -80,13 +81,24 @@ build() {
   fi
   log "$msg"
   local start=$SECONDS ticker
-  ( while sleep 30; do log "  ... still building $name ($(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s elapsed)"; done ) &
+  # Progress ticker. It must not keep the lock (fd 9) or the caller's pipes open
+  # after it is killed, so its sleep is killed with it and fd 9 is closed.
+  (
+    exec 9>&-
+    s=""; trap '[[ -n $s ]] && kill $s 2>/dev/null; exit 0' TERM
+    while :; do
+      sleep 30 </dev/null >/dev/null 2>&1 & s=$!; wait $s
+      log "  ... still building $name ($(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s elapsed)"
+    done
+  ) &
   ticker=$!
+  trap 'kill "$ticker" 2>/dev/null; rm -f "$out.tmp"' EXIT   # if we are interrupted
   local rc=0
   ( cd "$dir" && "${nice_cmd[@]}" "$GO" build -p "$parallel" -trimpath -tags "$build_tags" \
       -ldflags "$ldflags" -o "$out.tmp" "$pkg" ) || rc=$?
   kill "$ticker" 2>/dev/null || true
   wait "$ticker" 2>/dev/null || true
+  trap - EXIT
   if [[ $rc != 0 ]]; then
     rm -f "$out.tmp"
     log "error: building $name failed (exit $rc)"
@@ -97,12 +109,16 @@ build() {
   log "built $name in $(( SECONDS - start ))s: $out ($(du -h "$out" | cut -f1))"
 }
 
-shopt -s nullglob
+# go_sources <dir>: the non-test .go files of a module directory (sorted by the glob).
+go_sources() { local f; for f in "$1"/*.go; do [[ -f "$f" && "$f" != *_test.go ]] && echo "$f"; done; return 0; }
+mapfile -t k8s_srcs < <(go_sources "$here")
+mapfile -t kwok_srcs < <(go_sources "$kwok_dir")
+
 build k8s-local "$here" . "$k8s_ldflags" \
   "building kube components $k8s_version + etcd (first time takes several minutes)…" \
-  "$here/go.mod" "$here/go.sum" "$here"/*.go
+  "$here/go.mod" "$here/go.sum" "${k8s_srcs[@]}"
 build kwok "$kwok_dir" sigs.k8s.io/kwok/cmd/kwok "$kwok_ldflags" \
   "building kwok (first time takes a few minutes)…" \
-  "$kwok_dir/go.mod" "$kwok_dir/go.sum" "$kwok_dir"/*.go
+  "$kwok_dir/go.mod" "$kwok_dir/go.sum" "${kwok_srcs[@]}"
 
 log "binaries in $bin_dir: k8s-local, kwok"

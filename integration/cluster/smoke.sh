@@ -4,17 +4,22 @@
 #   (+ a second scheduler with the `stork` profile and extender config) -> kwok
 #   -> a fake Node becomes Ready -> a Pod scheduled onto it becomes Running
 #   -> a mutating webhook with a `service:` clientConfig is reached through
-#      STORK_WEBHOOK_SERVICE_MAP (needs python3 for the tiny webhook server).
+#      STORK_WEBHOOK_SERVICE_MAP (tiny python3 webhook server)
+#   -> a pod with schedulerName: stork is scheduled through a scheduler extender
+#      (tiny python3 extender that accepts every node).
 # Everything runs from a temp dir and is killed on exit. These command lines are
 # the reference for the Rust e2e harness (see README.md).
 #
 # Usage: integration/cluster/smoke.sh [--keep]   (--keep: leave the run dir for inspection)
-# Env:   STORK_K8S_BIN_DIR (default integration/.cache/bin), KUBECTL (default kubectl)
+# Env:   STORK_K8S_BIN_DIR (default integration/.cache/bin), KUBECTL (default kubectl),
+#        SMOKE_HOLD=<seconds>: keep the cluster up that long at the end, then re-check
+#        that the kwok node is still Ready (lease heartbeats vs. node-lifecycle-controller)
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bin="${STORK_K8S_BIN_DIR:-$(dirname "$here")/.cache/bin}"
 KUBECTL="${KUBECTL:-kubectl}"
+command -v python3 >/dev/null || { echo "smoke.sh needs python3 (free ports, test webhook and extender)" >&2; exit 1; }
 keep=0; [[ "${1:-}" == "--keep" ]] && keep=1
 K8S="$bin/k8s-local"; KWOK="$bin/kwok"
 [[ -x "$K8S" && -x "$KWOK" ]] || { echo "missing binaries in $bin; run integration/cluster/build.sh" >&2; exit 1; }
@@ -23,8 +28,15 @@ run="$(mktemp -d "${TMPDIR:-/tmp}/stork-smoke.XXXXXX")"
 pids=()
 cleanup() {
   local rc=$?
-  for ((i=${#pids[@]}-1; i>=0; i--)); do kill "${pids[i]}" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+  # Stop in reverse start order, each one fully (SIGTERM, then SIGKILL after 10s),
+  # so that nothing outlives etcd/apiserver and logs stay quiet.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do
+    local p="${pids[i]}" n=0
+    kill "$p" 2>/dev/null || continue
+    while kill -0 "$p" 2>/dev/null && (( n++ < 100 )); do sleep 0.1; done
+    kill -9 "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
   if [[ $rc != 0 ]]; then
     echo "--- FAILED (rc=$rc); last log lines:" >&2
     for f in "$run"/*.log; do echo "== $f" >&2; tail -n 15 "$f" >&2; done
@@ -56,6 +68,7 @@ start() { # start <name> <cmd...>: background process, log to $run/<name>.log
 
 ETCD_PORT=$(free_port); ETCD_PEER_PORT=$(free_port); API_PORT=$(free_port)
 KCM_PORT=$(free_port); SCHED_PORT=$(free_port); STORK_SCHED_PORT=$(free_port); WEBHOOK_PORT=$(free_port)
+EXTENDER_PORT=$(free_port)
 
 step "certificates (openssl) in $run"
 cd "$run"
@@ -124,14 +137,13 @@ kc version | sed 's/^/  /'
 step "kube-controller-manager"
 start controller-manager "$K8S" controller-manager \
   --kubeconfig="$run/admin.kubeconfig" \
-  --authentication-kubeconfig="$run/admin.kubeconfig" --authorization-kubeconfig="$run/admin.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$KCM_PORT" --cert-dir="$run/kcm-certs" \
   --leader-elect=false --controllers='*' \
   --service-account-private-key-file="$run/sa.key" --root-ca-file="$run/ca.crt" \
   --use-service-account-credentials=false
 wait_for 60 "controller-manager /healthz" curl -fsSk "https://127.0.0.1:$KCM_PORT/healthz"
 
-step "kube-scheduler (default) + kube-scheduler (stork profile, extender at 127.0.0.1:8099)"
+step "kube-scheduler (default) + kube-scheduler (stork profile, extender at 127.0.0.1:$EXTENDER_PORT; stork uses 8099)"
 cat > scheduler.yaml <<EOF
 apiVersion: kubescheduler.config.k8s.io/v1
 kind: KubeSchedulerConfiguration
@@ -150,7 +162,7 @@ leaderElection:
 profiles:
 - schedulerName: stork
 extenders:
-- urlPrefix: http://127.0.0.1:8099
+- urlPrefix: http://127.0.0.1:$EXTENDER_PORT
   filterVerb: filter
   prioritizeVerb: prioritize
   weight: 5
@@ -160,10 +172,8 @@ extenders:
   ignorable: false
 EOF
 start scheduler "$K8S" scheduler --config="$run/scheduler.yaml" \
-  --authentication-kubeconfig="$run/admin.kubeconfig" --authorization-kubeconfig="$run/admin.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$SCHED_PORT" --cert-dir="$run/scheduler-certs"
 start stork-scheduler "$K8S" scheduler --config="$run/stork-scheduler.yaml" \
-  --authentication-kubeconfig="$run/admin.kubeconfig" --authorization-kubeconfig="$run/admin.kubeconfig" \
   --bind-address=127.0.0.1 --secure-port="$STORK_SCHED_PORT" --cert-dir="$run/stork-scheduler-certs"
 wait_for 60 "scheduler /healthz" curl -fsSk "https://127.0.0.1:$SCHED_PORT/healthz"
 wait_for 60 "stork scheduler /healthz" curl -fsSk "https://127.0.0.1:$STORK_SCHED_PORT/healthz"
@@ -224,9 +234,8 @@ step "pod deletion is finished by kwok (no kubelet)"
 kc -n default delete pod smoke --wait=true --timeout=60s
 echo "  deleted"
 
-if command -v python3 >/dev/null; then
-  step "mutating webhook via service reference stork-service.kube-system:443 -> 127.0.0.1:$WEBHOOK_PORT"
-  cat > webhook.py <<'EOF'
+step "mutating webhook via service reference stork-service.kube-system:443 -> 127.0.0.1:$WEBHOOK_PORT"
+cat > webhook.py <<'EOF'
 import base64, http.server, json, ssl, sys
 port, cert, key = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
@@ -242,9 +251,9 @@ ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER); ctx.load_cert_chain(cert, key)
 srv = http.server.HTTPServer(("127.0.0.1", port), H); srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
 srv.serve_forever()
 EOF
-  start webhook python3 webhook.py "$WEBHOOK_PORT" "$run/webhook.crt" "$run/webhook.key"
-  wait_for 10 "webhook server listening" bash -c "echo > /dev/tcp/127.0.0.1/$WEBHOOK_PORT"
-  kc apply -f - <<EOF
+start webhook python3 webhook.py "$WEBHOOK_PORT" "$run/webhook.crt" "$run/webhook.key"
+wait_for 10 "webhook server listening" bash -c "echo > /dev/tcp/127.0.0.1/$WEBHOOK_PORT"
+kc apply -f - <<EOF
 apiVersion: admissionregistration.k8s.io/v1
 kind: MutatingWebhookConfiguration
 metadata:
@@ -271,9 +280,9 @@ webhooks:
       path: /mutate
     caBundle: $(base64 -w0 < ca.crt)
 EOF
-  # the webhook configuration is picked up asynchronously; retry until mutated
-  hooked_pod() {
-    kc create -o jsonpath='{.metadata.name} {.metadata.annotations}' -f - <<'EOF'
+# the webhook configuration is picked up asynchronously; retry until mutated
+hooked_pod() {
+  kc create -o jsonpath='{.metadata.name} {.metadata.annotations}' -f - <<'EOF'
 apiVersion: v1
 kind: Pod
 metadata:
@@ -289,10 +298,60 @@ spec:
   - key: kwok.x-k8s.io/node
     operator: Exists
 EOF
-  }
-  hooked_ok() { hooked_pod | tee -a "$run/hooked.out" | grep -q 'webhook/mutate'; }
-  wait_for 30 "pod created through the webhook is mutated" hooked_ok
-  tail -n 1 "$run/hooked.out"; echo
+}
+hooked_ok() { hooked_pod | tee -a "$run/hooked.out" | grep -q 'webhook/mutate'; }
+wait_for 30 "pod created through the webhook is mutated" hooked_ok
+tail -n 1 "$run/hooked.out"; echo
+
+step "pod with schedulerName: stork goes through the scheduler extender"
+cat > extender.py <<'EOF'
+import http.server, json, sys
+port, hits = int(sys.argv[1]), sys.argv[2]
+class H(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        args = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        nodes = [n["metadata"]["name"] for n in (args.get("Nodes") or {}).get("items") or []] or args.get("NodeNames") or []
+        with open(hits, "a") as f: f.write("%s %s %s\n" % (self.path, args["Pod"]["metadata"]["name"], ",".join(nodes)))
+        if self.path == "/filter":
+            out = {"Nodes": args.get("Nodes"), "NodeNames": args.get("NodeNames"), "FailedNodes": {}, "Error": ""}
+        else:
+            out = [{"Host": n, "Score": 10} for n in nodes]
+        body = json.dumps(out).encode()
+        self.send_response(200); self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+    def log_message(self, *a): pass
+http.server.HTTPServer(("127.0.0.1", port), H).serve_forever()
+EOF
+start extender python3 extender.py "$EXTENDER_PORT" "$run/extender.hits"
+wait_for 10 "extender listening" bash -c "echo > /dev/tcp/127.0.0.1/$EXTENDER_PORT"
+kc apply -f - <<'EOF'
+apiVersion: v1
+kind: Pod
+metadata:
+  name: via-stork
+  namespace: default
+spec:
+  schedulerName: stork
+  containers:
+  - name: c
+    image: fake-image
+  tolerations:
+  - key: kwok.x-k8s.io/node
+    operator: Exists
+EOF
+wait_for 60 "pod via-stork Running" bash -c "[[ \$(\"$KUBECTL\" --kubeconfig=\"$run/admin.kubeconfig\" -n default get pod via-stork -o jsonpath='{.status.phase}') == Running ]]"
+echo "  extender calls:"; sed 's/^/    /' "$run/extender.hits"
+grep -q '^/filter via-stork kwok-node-0' "$run/extender.hits"
+grep -q '^/prioritize via-stork' "$run/extender.hits" || echo "  (no /prioritize call: with a single feasible node the scheduler skips scoring)"
+
+if [[ -n "${SMOKE_HOLD:-}" ]]; then
+  step "holding the cluster for ${SMOKE_HOLD}s (KUBECONFIG=$run/admin.kubeconfig)"
+  sleep "$SMOKE_HOLD"
+  kc get nodes,pods -A -o wide
+  kc wait --for=condition=Ready node/kwok-node-0 --timeout=1s
+  [[ -z "$(kc get node kwok-node-0 -o jsonpath='{.spec.taints[?(@.key=="node.kubernetes.io/unreachable")].key}')" ]]
+  kc -n default get pod via-stork -o jsonpath='{.status.phase}' | grep -qx Running
+  echo "  node still Ready, no unreachable taint, pod still Running"
 fi
 
 step "all good; component versions"
