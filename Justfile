@@ -20,7 +20,7 @@ lint:
 # End-to-end suite on a real local control plane (builds the Go components once, then cached)
 e2e:
     integration/cluster/build.sh
-    cargo build --bin stork -p stork-e2e
+    cargo build --bin stork && cargo build -p stork-e2e --tests
     cargo test -p stork-e2e -- --test-threads=1
 
 # Start etcd, kube-apiserver, KCM, the default and `stork` schedulers, KWOK and stork; leave them running
@@ -28,7 +28,7 @@ cluster-up:
     #!/usr/bin/env bash
     set -euo pipefail
     integration/cluster/build.sh
-    cargo build --bin stork --bin stork-cluster
+    cargo build --bin stork && cargo build -p stork-e2e --bin stork-cluster
     mkdir -p integration/.cache
     log=integration/.cache/cluster-up.log pidfile=integration/.cache/cluster-up.pid
     if [[ -f $pidfile ]] && kill -0 "$(cat $pidfile)" 2>/dev/null; then
