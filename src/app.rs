@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cli::{DriverKind, ServeArgs},
+    cli::{DriverKind, SelfSignedArgs, ServeArgs},
     cluster::{self, ClusterView},
     driver::{Driver, mock::MockDriver},
     events::EventSink,
@@ -43,9 +43,18 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         admin_listen,
         tls_cert,
         tls_key,
+        namespace,
+        self_signed,
         webhook_skip_annotation,
         webhook_exclude_namespace,
     } = args;
+    let self_signed = self_signed.enabled.then(|| self_signed_settings(namespace, self_signed));
+    if let Some(settings) = &self_signed {
+        if objects.is_some() {
+            bail!("--self-signed needs a live cluster to keep its Secret in; it cannot be combined with --objects");
+        }
+        settings.policy()?;
+    }
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
@@ -62,8 +71,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     };
 
     let metrics = Metrics::new();
-    let (cluster, events) = match objects {
-        Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only()),
+    let (cluster, events, client) = match objects {
+        Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only(), None),
         None => {
             let client = kube_client(kubeconfig).await?;
             let (view, writers) = ClusterView::new();
@@ -71,28 +80,34 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             let (events, drain) = EventSink::publishing(client.clone(), "stork", cancel.clone());
             tasks.spawn(drain);
             tasks.spawn(extender::placement::run(
-                client,
+                client.clone(),
                 view.clone(),
                 driver.clone(),
                 metrics.clone(),
                 cancel.clone(),
             ));
-            (view, events)
+            (view, events, Some(client))
         }
     };
 
-    let https = match (tls_cert, tls_key) {
-        (Some(cert), Some(key)) => {
+    let https = match (self_signed, tls_cert, tls_key) {
+        (Some(settings), _, _) => {
+            let client = client.context("--self-signed needs a kube client")?;
+            let (resolver, rotation) = tls::self_signed::start(client, settings).await?;
+            tasks.spawn(rotation.run(cancel.clone()));
+            Some((listen, tls::server_config(resolver)))
+        }
+        (None, Some(cert), Some(key)) => {
             let resolver = tls::ReloadingCertResolver::from_files(&cert, &key)?;
             tasks.spawn(tls::watch_and_reload(resolver.clone(), cert, key, cancel.clone()));
             Some((listen, tls::server_config(resolver)))
         }
         _ if extender_listen.is_some() => {
-            tracing::info!(%listen, "no --tls-cert/--tls-key: HTTPS listener disabled; extender on plain HTTP only");
+            tracing::info!(%listen, "no --tls-cert/--tls-key or --self-signed: HTTPS listener disabled; extender on plain HTTP only");
             None
         }
         _ => {
-            tracing::warn!(%listen, "no --tls-cert/--tls-key: the HTTPS listener (webhooks, extender) is disabled");
+            tracing::warn!(%listen, "no --tls-cert/--tls-key or --self-signed: the HTTPS listener (webhooks, extender) is disabled");
             None
         }
     };
@@ -111,6 +126,19 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let servers = server::start(listen, extender, webhook, health.clone(), metrics)?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
     Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
+}
+
+fn self_signed_settings(namespace: String, args: SelfSignedArgs) -> tls::self_signed::Settings {
+    let SelfSignedArgs { enabled: _, service_name, tls_secret, webhook_config, cert_renew_before, cert_check_interval } =
+        args;
+    tls::self_signed::Settings {
+        namespace,
+        service: service_name,
+        secret: tls_secret,
+        webhook_config,
+        renew_before: cert_renew_before,
+        check_interval: cert_check_interval,
+    }
 }
 
 async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client> {

@@ -41,6 +41,8 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         admin_listen: "127.0.0.1:0".parse()?,
         tls_cert: None,
         tls_key: None,
+        namespace: "kube-system".into(),
+        self_signed: Default::default(),
         webhook_skip_annotation: crate::webhook::DEFAULT_SKIP_ANNOTATION.into(),
         webhook_exclude_namespace: vec!["kube-system".into()],
     })

@@ -262,6 +262,8 @@ fn boot() -> Result<Components> {
         format!("--service-account-private-key-file={}", p("sa.key")),
         format!("--root-ca-file={}", p("ca.crt")),
         "--use-service-account-credentials=false".into(),
+        // Bind pre-bound claims within seconds even when the PV reached the cache after the claim.
+        "--pvclaimbinder-sync-period=2s".into(),
     ]);
     procs.push(Proc::spawn("controller-manager", cmd, &dir)?);
 
@@ -404,12 +406,17 @@ fn wait_http_ok(proc: &mut Proc, port: u16, path: &str, timeout: Duration) -> Re
 }
 
 fn http_get(port: u16, path: &str) -> Result<String> {
+    Ok(http_get_full(port, path)?.lines().next().unwrap_or_default().to_string())
+}
+
+/// `GET http://127.0.0.1:<port><path>` over HTTP/1.0: the whole response, status line first.
+pub fn http_get_full(port: u16, path: &str) -> Result<String> {
     let mut s = TcpStream::connect(("127.0.0.1", port))?;
     s.set_read_timeout(Some(Duration::from_secs(2)))?;
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut buf = String::new();
     s.read_to_string(&mut buf)?;
-    Ok(buf.lines().next().unwrap_or_default().to_string())
+    Ok(buf)
 }
 
 fn wait_apiserver(proc: &mut Proc, kubeconfig: &Path, timeout: Duration) -> Result<()> {

@@ -17,7 +17,7 @@ use kube::{
 };
 use serde_json::json;
 
-pub use cluster::{Cluster, ClusterInfo, repo_root};
+pub use cluster::{Cluster, ClusterInfo, http_get_full, repo_root};
 
 /// A client for the cluster behind `kubeconfig` (one per test: clients are tied to a runtime).
 pub async fn client_for(kubeconfig: &Path) -> Result<Client> {

@@ -7,3 +7,5 @@ mod admission;
 mod manifests;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
+#[path = "suite/self_signed.rs"]
+mod self_signed;

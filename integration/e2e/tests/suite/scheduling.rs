@@ -62,6 +62,18 @@ async fn the_seed_scenario_places_pods_next_to_their_replicas() {
         if phase == "Running" { Ok(()) } else { Err(phase) }
     })
     .await;
+
+    // Stork's placement gauge: p1 runs on the node with the most replicas of its volumes.
+    let series = format!("stork_hyperconverged_pods_total{{pod=\"p1\",namespace=\"{ns}\"}} 1");
+    wait_for("p1 counted as hyperconverged in /metrics", WAIT, || async {
+        let metrics = stork_e2e::http_get_full(cluster.info.stork_admin_port, "/metrics").map_err(|e| e.to_string())?;
+        if metrics.contains(&series) {
+            Ok(())
+        } else {
+            Err(metrics.lines().filter(|l| l.contains("p1")).collect::<Vec<_>>().join("; "))
+        }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -1,9 +1,22 @@
-//! Webhook TLS: load a PEM cert/key pair, hot-reload it safely, and generate dev certificates.
+//! Webhook TLS: load a PEM cert/key pair, hot-reload it safely, and issue certificates.
 //!
-//! The serving pair lives behind a [`ReloadingCertResolver`], so rotating a Secret never restarts
-//! the actix server: new handshakes pick up the new pair, open connections keep theirs. A reload
-//! swaps only after the new cert and key both parse and match; on any failure the old pair keeps
-//! serving (policy-server semantics).
+//! The serving pair lives behind a [`ReloadingCertResolver`], so rotating a certificate never
+//! restarts the actix server: new handshakes pick up the new pair, open connections keep theirs.
+//! A swap happens only after the new cert and key both parse and match; on any failure the old
+//! pair keeps serving (policy-server semantics).
+//!
+//! Two sources feed the resolver: files (`--tls-cert/--tls-key`, watched by
+//! [`watch_and_reload`]) or stork's own CA kept in a Secret ([`self_signed`], whose pure
+//! decisions live in [`renewal`]). [`issue_ca`] and [`issue_serving`] sign for both that mode and
+//! `stork certs`.
+
+mod ca_bundle;
+mod issue;
+mod reload;
+pub mod renewal;
+mod secret;
+pub mod self_signed;
+mod verify;
 
 use std::{
     fmt, fs, io,
@@ -13,10 +26,8 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose,
-};
+pub use issue::{DevCerts, Issued, generate_ca_and_serving, issue_ca, issue_serving, write_dev_certs};
+pub use reload::watch_and_reload;
 use rustls::{
     ServerConfig,
     crypto::CryptoProvider,
@@ -24,14 +35,7 @@ use rustls::{
     server::{ClientHello, ResolvesServerCert},
     sign::CertifiedKey,
 };
-use tokio_util::sync::CancellationToken;
-use tracing::{debug, error, info, warn};
 use x509_parser::time::ASN1Time;
-
-use crate::watch::FileWatch;
-
-/// How often the watcher re-checks the files even without a notify event (NFS, missed events).
-const RELOAD_POLL: Duration = Duration::from_secs(10);
 
 /// Errors from loading, reloading or generating TLS material.
 #[derive(Debug, thiserror::Error)]
@@ -84,8 +88,17 @@ pub enum Error {
         source: rustls::Error,
     },
     /// rcgen could not generate a key or sign a certificate.
-    #[error("failed to generate a development certificate")]
+    #[error("failed to generate a certificate")]
     Generate(#[source] rcgen::Error),
+    /// `--cert-renew-before` leaves no room between renewals (see [`renewal::Policy::new`]).
+    #[error(
+        "failed to accept a renew-before of {}s: it must be above zero and under half the CA validity ({}s)",
+        .0.as_secs(), renewal::CA_VALIDITY.as_secs() / 2
+    )]
+    RenewBefore(Duration),
+    /// `--cert-check-interval` is zero.
+    #[error("failed to use a certificate check interval of zero")]
+    CheckInterval,
     /// A generated file could not be written.
     #[error("failed to write {}", .path.display())]
     Write {
@@ -112,17 +125,35 @@ fn provider() -> Arc<CryptoProvider> {
     CryptoProvider::get_default().cloned().unwrap_or_else(|| Arc::new(rustls::crypto::ring::default_provider()))
 }
 
+/// Stand-in "paths" naming in-memory PEM in errors, where files would name themselves.
+const MEMORY_CERT: &str = "in-memory tls.crt";
+const MEMORY_KEY: &str = "in-memory tls.key";
+
+/// Where a [`ReloadingCertResolver`] gets its pair from.
+#[derive(Debug)]
+enum Source {
+    /// Re-read on [`ReloadingCertResolver::reload`].
+    Files { cert: PathBuf, key: PathBuf },
+    /// Pushed in through [`ReloadingCertResolver::set_pem`].
+    Memory,
+}
+
 /// A [`ResolvesServerCert`] serving one cert/key pair that can be replaced at runtime.
+///
+/// rustls asks the resolver once per handshake, so a swap affects new connections only:
+/// sessions already established (and the requests on them) keep the pair they started with.
 pub struct ReloadingCertResolver {
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    source: Source,
     current: ArcSwap<CertifiedKey>,
 }
 
 impl fmt::Debug for ReloadingCertResolver {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         // Not derived: that would dump the certificate DER into every `{:?}` of a ServerConfig.
-        write!(f, "ReloadingCertResolver({}, {})", self.cert_path.display(), self.key_path.display())
+        match &self.source {
+            Source::Files { cert, key } => write!(f, "ReloadingCertResolver({}, {})", cert.display(), key.display()),
+            Source::Memory => write!(f, "ReloadingCertResolver(in memory)"),
+        }
     }
 }
 
@@ -131,15 +162,33 @@ impl ReloadingCertResolver {
     ///
     /// `cert` may hold a full chain (leaf first); `key` may be PKCS#8, PKCS#1 (RSA) or SEC1 (EC).
     pub fn from_files(cert: &Path, key: &Path) -> Result<Arc<Self>, Error> {
-        let current = ArcSwap::from_pointee(load_pair(cert, key)?);
-        Ok(Arc::new(Self { cert_path: cert.to_path_buf(), key_path: key.to_path_buf(), current }))
+        let current = ArcSwap::from_pointee(parse_pair(&read(cert)?, &read(key)?, cert, key)?);
+        Ok(Arc::new(Self { source: Source::Files { cert: cert.to_path_buf(), key: key.to_path_buf() }, current }))
+    }
+
+    /// Serve a pair held in memory (the self-signed mode's Secret); replace it with [`Self::set_pem`].
+    pub fn from_pem(cert: &str, key: &str) -> Result<Arc<Self>, Error> {
+        let current = ArcSwap::from_pointee(parse_memory_pair(cert, key)?);
+        Ok(Arc::new(Self { source: Source::Memory, current }))
     }
 
     /// Re-read both files and swap them in if they parse and match.
     ///
-    /// `Ok(true)` after a swap, `Ok(false)` if the chain is unchanged; on error the old pair keeps serving.
+    /// `Ok(true)` after a swap, `Ok(false)` if the chain is unchanged (or the pair is held in
+    /// memory, so there is nothing to re-read); on error the old pair keeps serving.
     pub fn reload(&self) -> Result<bool, Error> {
-        let pair = load_pair(&self.cert_path, &self.key_path)?;
+        match &self.source {
+            Source::Files { cert, key } => self.swap(parse_pair(&read(cert)?, &read(key)?, cert, key)?),
+            Source::Memory => Ok(false),
+        }
+    }
+
+    /// Swap in a PEM pair if it parses and matches; same results as [`Self::reload`].
+    pub fn set_pem(&self, cert: &str, key: &str) -> Result<bool, Error> {
+        self.swap(parse_memory_pair(cert, key)?)
+    }
+
+    fn swap(&self, pair: CertifiedKey) -> Result<bool, Error> {
         // The key matched this chain, so an identical chain implies an identical key.
         if pair.cert == self.current.load().cert {
             return Ok(false);
@@ -153,6 +202,11 @@ impl ReloadingCertResolver {
         let (_, not_after) = describe(&self.current.load())?;
         u64::try_from(not_after.timestamp()).ok().map(|secs| UNIX_EPOCH + Duration::from_secs(secs))
     }
+
+    /// The serial (colon-separated hex) of the certificate currently served, for logs.
+    pub fn current_serial(&self) -> Option<String> {
+        describe(&self.current.load()).map(|(serial, _)| serial)
+    }
 }
 
 impl ResolvesServerCert for ReloadingCertResolver {
@@ -165,29 +219,38 @@ fn read(path: &Path) -> Result<Vec<u8>, Error> {
     fs::read(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })
 }
 
-fn load_pair(cert_path: &Path, key_path: &Path) -> Result<CertifiedKey, Error> {
+fn parse_memory_pair(cert: &str, key: &str) -> Result<CertifiedKey, Error> {
+    parse_pair(cert.as_bytes(), key.as_bytes(), Path::new(MEMORY_CERT), Path::new(MEMORY_KEY))
+}
+
+/// Parse a PEM chain (leaf first) and its key, and check they belong together.
+///
+/// `cert_origin`/`key_origin` name the inputs in errors: file paths, or labels for PEM from elsewhere.
+fn parse_pair(cert_pem: &[u8], key_pem: &[u8], cert_origin: &Path, key_origin: &Path) -> Result<CertifiedKey, Error> {
     let pem_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Pem { path, source }
     };
     let chain =
-        CertificateDer::pem_slice_iter(&read(cert_path)?).collect::<Result<Vec<_>, _>>().map_err(pem_err(cert_path))?;
-    let leaf = chain.first().ok_or_else(|| pem_err(cert_path)(rustls::pki_types::pem::Error::NoItemsFound))?;
+        CertificateDer::pem_slice_iter(cert_pem).collect::<Result<Vec<_>, _>>().map_err(pem_err(cert_origin))?;
+    let leaf = chain.first().ok_or_else(|| pem_err(cert_origin)(rustls::pki_types::pem::Error::NoItemsFound))?;
     // Checked here so a corrupt DER body is reported as such, not as a key mismatch.
     x509_parser::parse_x509_certificate(leaf)
-        .map_err(|source| Error::Certificate { path: cert_path.to_path_buf(), source })?;
+        .map_err(|source| Error::Certificate { path: cert_origin.to_path_buf(), source })?;
 
-    let key = PrivateKeyDer::from_pem_slice(&read(key_path)?).map_err(pem_err(key_path))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem).map_err(pem_err(key_origin))?;
     let signing_key = provider()
         .key_provider
         .load_private_key(key)
-        .map_err(|source| Error::Key { path: key_path.to_path_buf(), source })?;
+        .map_err(|source| Error::Key { path: key_origin.to_path_buf(), source })?;
 
     let pair = CertifiedKey::new(chain, signing_key);
     match pair.keys_match() {
         // Unknown: the provider cannot expose the public key; rustls' own `from_der` accepts that.
         Ok(()) | Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => Ok(pair),
-        Err(source) => Err(Error::KeyMismatch { cert: cert_path.to_path_buf(), key: key_path.to_path_buf(), source }),
+        Err(source) => {
+            Err(Error::KeyMismatch { cert: cert_origin.to_path_buf(), key: key_origin.to_path_buf(), source })
+        }
     }
 }
 
@@ -207,108 +270,6 @@ pub fn server_config(resolver: Arc<ReloadingCertResolver>) -> ServerConfig {
         .expect("the crypto provider supports the default TLS versions")
         .with_no_client_auth()
         .with_cert_resolver(resolver)
-}
-
-/// Reload `resolver` whenever `cert` or `key` change, until `cancel` fires.
-///
-/// `cert`/`key` should be the paths the resolver was built from. A failed reload is logged at
-/// warn and the previous pair keeps serving; if the watcher cannot start, the startup pair serves
-/// until restart.
-pub async fn watch_and_reload(
-    resolver: Arc<ReloadingCertResolver>,
-    cert: PathBuf,
-    key: PathBuf,
-    cancel: CancellationToken,
-) {
-    let mut watch = match FileWatch::new(&[cert, key], RELOAD_POLL) {
-        Ok(watch) => watch,
-        Err(err) => {
-            error!(error = &err as &dyn std::error::Error, "certificate hot-reload disabled");
-            return;
-        }
-    };
-    loop {
-        tokio::select! {
-            () = cancel.cancelled() => return,
-            alive = watch.changed() => if !alive {
-                error!("file watcher stopped; certificate hot-reload disabled");
-                return;
-            },
-        }
-        match resolver.reload() {
-            Ok(true) => match describe(&resolver.current.load()) {
-                Some((serial, not_after)) => info!(%serial, %not_after, "reloaded TLS certificate"),
-                None => info!("reloaded TLS certificate"),
-            },
-            Ok(false) => debug!("TLS files touched but the certificate is unchanged"),
-            Err(err) => warn!(error = &err as &dyn std::error::Error, "keeping the previous TLS certificate"),
-        }
-    }
-}
-
-/// Paths written by [`write_dev_certs`].
-#[derive(Debug, Clone)]
-pub struct DevCerts {
-    /// The CA certificate (`ca.crt`), for the webhook `caBundle` or a client trust store.
-    pub ca_cert: PathBuf,
-    /// The serving certificate (`tls.crt`).
-    pub cert: PathBuf,
-    /// The serving private key (`tls.key`, mode 0600).
-    pub key: PathBuf,
-}
-
-/// Generate a throwaway CA (10 years) and a serving cert it signs (1 year), all PEM in memory.
-///
-/// Returns `(ca_pem, cert_pem, key_pem)`. The serving cert's SANs are `dns` plus `localhost` and
-/// the IP `127.0.0.1`, so local port-forwards and tests verify without extra flags.
-pub fn generate_ca_and_serving(dns: &[String]) -> Result<(String, String, String), Error> {
-    let mut ca_params = dev_params(Vec::new(), "stork development CA", 3650)?;
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().map_err(Error::Generate)?)
-        .map_err(Error::Generate)?;
-
-    let mut sans = dns.to_vec();
-    sans.extend(["localhost", "127.0.0.1"].into_iter().filter(|x| !dns.iter().any(|d| d == x)).map(String::from));
-    let mut params = dev_params(sans, "stork webhook", 365)?;
-    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-    params.use_authority_key_identifier_extension = true;
-    let key = KeyPair::generate().map_err(Error::Generate)?;
-    let cert = params.signed_by(&key, &ca).map_err(Error::Generate)?;
-    Ok((ca.pem(), cert.pem(), key.serialize_pem()))
-}
-
-fn dev_params(sans: Vec<String>, common_name: &str, days: i64) -> Result<CertificateParams, Error> {
-    let mut params = CertificateParams::new(sans).map_err(Error::Generate)?;
-    params.distinguished_name.push(DnType::CommonName, common_name);
-    // Backdated so a node with a slightly slow clock does not reject a fresh cert.
-    params.not_before = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
-    params.not_after = params.not_before + time::Duration::days(days);
-    Ok(params)
-}
-
-/// Write `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `out` for `stork certs`.
-///
-/// SANs are as for [`generate_ca_and_serving`]: `dns` plus `localhost` and `127.0.0.1`.
-pub fn write_dev_certs(out: &Path, dns: &[String]) -> Result<DevCerts, Error> {
-    let (ca_pem, cert_pem, key_pem) = generate_ca_and_serving(dns)?;
-    fs::create_dir_all(out).map_err(|source| Error::Write { path: out.to_path_buf(), source })?;
-    let certs = DevCerts { ca_cert: out.join("ca.crt"), cert: out.join("tls.crt"), key: out.join("tls.key") };
-    write_file(&certs.ca_cert, &ca_pem, 0o644)?;
-    write_file(&certs.cert, &cert_pem, 0o644)?;
-    write_file(&certs.key, &key_pem, 0o600)?;
-    Ok(certs)
-}
-
-fn write_file(path: &Path, contents: &str, mode: u32) -> Result<(), Error> {
-    use std::{io::Write, os::unix::fs::OpenOptionsExt, os::unix::fs::PermissionsExt};
-    let wrap = |source| Error::Write { path: path.to_path_buf(), source };
-    let mut file =
-        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(path).map_err(wrap)?;
-    // `mode` only applies on creation; an existing key file may have been world-readable.
-    file.set_permissions(fs::Permissions::from_mode(mode)).map_err(wrap)?;
-    file.write_all(contents.as_bytes()).map_err(wrap)
 }
 
 #[cfg(test)]
@@ -351,6 +312,22 @@ mod tests {
         assert!(resolver.reload().unwrap(), "the completed pair is swapped in");
         assert!(!resolver.reload().unwrap(), "an unchanged pair is not swapped again");
         assert!(resolver.current_not_after().unwrap() > SystemTime::now());
+    }
+
+    #[test]
+    fn an_in_memory_pair_is_swapped_only_for_a_new_matching_pair() {
+        let ((_, cert_a, key_a), (_, cert_b, key_b)) = (generate("a.test"), generate("b.test"));
+        let resolver = ReloadingCertResolver::from_pem(&cert_a, &key_a).unwrap();
+        let before = served_cert(&resolver);
+
+        let err = resolver.set_pem(&cert_b, &key_a).unwrap_err();
+        assert!(err.to_string().contains("in-memory tls.key"), "{err}");
+        assert_eq!(served_cert(&resolver), before);
+
+        assert!(resolver.set_pem(&cert_b, &key_b).unwrap());
+        assert!(!resolver.set_pem(&cert_b, &key_b).unwrap(), "an unchanged pair is not swapped again");
+        assert!(!resolver.reload().unwrap(), "an in-memory pair has nothing to re-read");
+        assert_ne!(served_cert(&resolver), before);
     }
 
     #[test]

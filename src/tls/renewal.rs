@@ -1,0 +1,385 @@
+//! The self-signed mode's decisions, free of I/O: whether a Secret's certificates are usable,
+//! what to renew, and which CAs the webhooks' `caBundle` must trust.
+//!
+//! A CA is replaced in steps so that no admission request meets a certificate its caller does
+//! not trust yet. When the CA comes within *twice* renew-before of expiry, a successor goes
+//! first in the bundle, but whatever is issued in that same step is still signed by the old CA.
+//! A serving certificate under the old CA is reissued under the successor once it is due, which
+//! is at the latest renew-before later, as the old CA's expiry caps its own. By then every
+//! replica and the apiserver have long picked up the bundle holding both CAs. The old CA leaves
+//! the bundle when it expires.
+
+use std::{
+    fmt,
+    time::{Duration, SystemTime},
+};
+
+use rustls::pki_types::{CertificateDer, pem::PemObject};
+
+pub use super::secret::Material;
+use super::{Error, Issued, issue_ca, issue_serving, parse_pair, secret::pem_encode, verify};
+
+const DAY: u64 = 24 * 60 * 60;
+/// How long a CA issued here is valid.
+pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * DAY);
+/// How long a serving certificate issued here is valid.
+pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * DAY);
+/// Common name of the CAs issued here.
+const CA_NAME: &str = "stork webhook CA";
+
+/// What the serving certificate must satisfy, and how early to renew.
+#[derive(Debug, Clone)]
+pub struct Policy {
+    sans: Vec<String>,
+    renew_before: Duration,
+}
+
+impl Policy {
+    /// Certificates for Service `service` in `namespace`, renewed `renew_before` ahead of expiry.
+    ///
+    /// `renew_before` may exceed the serving validity (every check then renews: useful to test
+    /// rotation), but must stay under half the CA validity, or every CA would be due as soon as
+    /// it is issued.
+    pub fn new(service: &str, namespace: &str, renew_before: Duration) -> Result<Self, Error> {
+        if renew_before.is_zero() || renew_before >= CA_VALIDITY / 2 {
+            return Err(Error::RenewBefore(renew_before));
+        }
+        let sans = vec![
+            format!("{service}.{namespace}.svc"),
+            format!("{service}.{namespace}.svc.cluster.local"),
+            format!("{service}.{namespace}"),
+            service.to_owned(),
+        ];
+        Ok(Self { sans, renew_before })
+    }
+
+    /// The name the apiserver verifies: `<service>.<namespace>.svc`.
+    pub fn service_dns(&self) -> &str {
+        &self.sans[0]
+    }
+}
+
+/// Why the Secret's contents are rewritten.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reason {
+    /// No usable CA: missing, unparsable, expired, not a CA, or `ca.key` does not match it.
+    CaUnusable(String),
+    /// The CA expires within twice renew-before; a successor takes over signing.
+    CaExpiring,
+    /// No usable serving pair: missing, unparsable, key mismatch, wrong name, or no trusted issuer.
+    ServingUnusable(String),
+    /// The serving certificate, or the CA that signed it, expires within renew-before.
+    ServingExpiring,
+    /// The bundle holds expired, duplicate or unparsable entries.
+    BundleStale,
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::CaUnusable(why) => write!(f, "CA unusable: {why}"),
+            Self::CaExpiring => f.write_str("CA due for renewal"),
+            Self::ServingUnusable(why) => write!(f, "serving certificate unusable: {why}"),
+            Self::ServingExpiring => f.write_str("serving certificate due for renewal"),
+            Self::BundleStale => f.write_str("CA bundle holds expired or duplicate entries"),
+        }
+    }
+}
+
+/// What [`assess`] found wrong with a Secret's contents; all `None`/`false` means usable as is.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Assessment {
+    /// Why a new CA must take over signing, if it must.
+    pub ca: Option<Reason>,
+    /// Why the serving pair must be reissued, if it must.
+    pub serving: Option<Reason>,
+    /// Whether the bundle must be rewritten without some entries.
+    pub prune: bool,
+    /// The bundle's CAs still worth trusting, in order.
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl Assessment {
+    /// Nothing to write: serve the contents as they are.
+    pub fn is_usable(&self) -> bool {
+        self.ca.is_none() && self.serving.is_none() && !self.prune
+    }
+}
+
+/// The outcome of [`plan`].
+#[derive(Debug)]
+pub enum Plan {
+    /// The contents are usable as they are.
+    Keep,
+    /// Write `material` back, for `reasons`.
+    Write {
+        /// The renewed contents.
+        material: Material,
+        /// What was wrong (at least one entry).
+        reasons: Vec<Reason>,
+    },
+}
+
+/// Decide, without changing anything, whether `current` can be served at `now`.
+pub fn assess(current: &Material, policy: &Policy, now: SystemTime) -> Assessment {
+    let mut out = Assessment::default();
+    let entries: Vec<_> = CertificateDer::pem_slice_iter(current.ca_bundle.as_bytes()).collect();
+    for der in entries.iter().filter_map(|e| e.as_ref().ok()) {
+        match verify::parse(der.clone().into_owned()) {
+            Some(ca) if ca.is_ca && ca.not_after > now && !out.trusted.contains(&ca.der) => out.trusted.push(ca.der),
+            _ => out.prune = true,
+        }
+    }
+    out.prune |= entries.iter().any(Result::is_err);
+
+    let first = entries.first().and_then(|e| e.as_ref().ok()).map(|der| (der, verify::parse(der.clone().into_owned())));
+    out.ca = match first {
+        None => Some(Reason::CaUnusable("ca.crt holds no certificate".into())),
+        Some((_, None)) => Some(Reason::CaUnusable("the first certificate in ca.crt does not parse".into())),
+        Some((_, Some(ca))) if !ca.is_ca => {
+            Some(Reason::CaUnusable("the first certificate in ca.crt is not a CA".into()))
+        }
+        Some((_, Some(ca))) if ca.not_after <= now => Some(Reason::CaUnusable("the CA has expired".into())),
+        Some((der, Some(ca))) => {
+            let pem = pem_encode(der);
+            match parse_pair(pem.as_bytes(), current.ca_key.as_bytes(), "ca.crt".as_ref(), "ca.key".as_ref()) {
+                Err(err) => Some(Reason::CaUnusable(error_chain(&err))),
+                Ok(_) if due(ca.not_after, now, 2 * policy.renew_before) => Some(Reason::CaExpiring),
+                Ok(_) => None,
+            }
+        }
+    };
+    out.serving = assess_serving(current, policy, &out.trusted, now).err();
+    out
+}
+
+/// `Ok` if the serving pair is usable and not due; the reason otherwise.
+fn assess_serving(
+    current: &Material,
+    policy: &Policy,
+    trusted: &[CertificateDer<'static>],
+    now: SystemTime,
+) -> Result<(), Reason> {
+    let pair = parse_pair(current.cert.as_bytes(), current.key.as_bytes(), "tls.crt".as_ref(), "tls.key".as_ref())
+        .map_err(|err| Reason::ServingUnusable(error_chain(&err)))?;
+    let expiry =
+        verify::serving_expiry(&pair.cert, trusted, policy.service_dns(), now).map_err(Reason::ServingUnusable)?;
+    if due(expiry, now, policy.renew_before) { Err(Reason::ServingExpiring) } else { Ok(()) }
+}
+
+fn due(not_after: SystemTime, now: SystemTime, renew_before: Duration) -> bool {
+    not_after <= now + renew_before
+}
+
+/// Decide what to write back, issuing a new CA and/or serving certificate as needed.
+///
+/// An empty `current` (no Secret yet) yields a fresh CA and serving certificate.
+pub fn plan(current: &Material, policy: &Policy, now: SystemTime) -> Result<Plan, Error> {
+    let assessment = assess(current, policy, now);
+    if assessment.is_usable() {
+        return Ok(Plan::Keep);
+    }
+    let Assessment { ca, serving, prune, mut trusted } = assessment;
+    let handover = ca == Some(Reason::CaExpiring);
+    let mut next = current.clone();
+    // A due (but still valid) CA signs one last serving certificate, even one not due yet: that
+    // certificate expires with the CA, so its successor sits in the published bundle for about
+    // renew-before before anything is served under it.
+    let old_signer = Issued { cert: current.ca_bundle.clone(), key: current.ca_key.clone() };
+    if ca.is_some() {
+        let new_ca = issue_ca(CA_NAME, now, CA_VALIDITY)?;
+        let der = CertificateDer::from_pem_slice(new_ca.cert.as_bytes())
+            .map_err(|source| Error::Pem { path: "new ca.crt".into(), source })?;
+        trusted.insert(0, der);
+        next.ca_key = new_ca.key;
+    }
+    // Re-encoding an untouched bundle could change its bytes and cause a pointless write.
+    if ca.is_some() || prune {
+        next.ca_bundle = trusted.iter().map(|der| pem_encode(der)).collect();
+    }
+    if serving.is_some() || handover {
+        let signer =
+            if handover { old_signer } else { Issued { cert: next.ca_bundle.clone(), key: next.ca_key.clone() } };
+        let issued = issue_serving(&signer, &policy.sans, now, SERVING_VALIDITY)?;
+        (next.cert, next.key) = (issued.cert, issued.key);
+    }
+    let reasons = ca.into_iter().chain(serving).chain(prune.then_some(Reason::BundleStale)).collect();
+    Ok(Plan::Write { material: next, reasons })
+}
+
+/// An error and its sources on one line, for a [`Reason`].
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RENEW_BEFORE: Duration = Duration::from_secs(30 * DAY);
+
+    fn policy() -> Policy {
+        Policy::new("stork-service", "kube-system", RENEW_BEFORE).unwrap()
+    }
+
+    fn days(n: u64) -> Duration {
+        Duration::from_secs(n * DAY)
+    }
+
+    /// Plan at `now` and expect a write; returns the new contents and why.
+    fn renew(current: &Material, policy: &Policy, now: SystemTime) -> (Material, Vec<Reason>) {
+        match plan(current, policy, now).unwrap() {
+            Plan::Write { material, reasons } => (material, reasons),
+            Plan::Keep => panic!("expected a write, got Keep"),
+        }
+    }
+
+    fn fresh(now: SystemTime) -> Material {
+        renew(&Material::default(), &policy(), now).0
+    }
+
+    fn bundle(material: &Material) -> Vec<CertificateDer<'static>> {
+        CertificateDer::pem_slice_iter(material.ca_bundle.as_bytes()).map(Result::unwrap).collect()
+    }
+
+    fn first_ca(material: &Material) -> CertificateDer<'static> {
+        bundle(material).remove(0)
+    }
+
+    #[test]
+    fn an_empty_secret_gets_a_ca_and_a_serving_certificate_for_the_service() {
+        let now = SystemTime::now();
+        let (material, reasons) = renew(&Material::default(), &policy(), now);
+
+        assert!(matches!(reasons[..], [Reason::CaUnusable(_), Reason::ServingUnusable(_)]), "{reasons:?}");
+        assert_eq!(bundle(&material).len(), 1);
+        assert!(assess(&material, &policy(), now).is_usable());
+        assert!(matches!(plan(&material, &policy(), now + days(300)).unwrap(), Plan::Keep));
+    }
+
+    #[test]
+    fn a_serving_certificate_within_renew_before_is_reissued_by_the_same_ca() {
+        let now = SystemTime::now();
+        let before = fresh(now);
+
+        let (after, reasons) = renew(&before, &policy(), now + SERVING_VALIDITY - days(29));
+
+        assert_eq!(reasons, [Reason::ServingExpiring]);
+        assert_eq!((&after.ca_bundle, &after.ca_key), (&before.ca_bundle, &before.ca_key));
+        assert_ne!(after.cert, before.cert);
+    }
+
+    #[test]
+    fn a_certificate_without_the_service_name_is_reissued() {
+        let now = SystemTime::now();
+        let other = Policy::new("stork-service", "other-ns", RENEW_BEFORE).unwrap();
+        let material = fresh(now);
+
+        let reason = assess(&material, &other, now).serving.unwrap();
+
+        assert!(reason.to_string().contains("not valid for stork-service.other-ns.svc"), "{reason}");
+        let (renewed, _) = renew(&material, &other, now);
+        assert!(assess(&renewed, &other, now).is_usable());
+    }
+
+    #[test]
+    fn a_serving_key_that_does_not_match_is_reissued_but_the_ca_is_kept() {
+        let now = SystemTime::now();
+        let (material, other) = (fresh(now), fresh(now));
+        let broken = Material { key: other.key, ..material.clone() };
+
+        let (renewed, reasons) = renew(&broken, &policy(), now);
+
+        assert!(
+            matches!(reasons[..], [Reason::ServingUnusable(ref why)] if why.contains("failed to match")),
+            "{reasons:?}"
+        );
+        assert_eq!(renewed.ca_bundle, material.ca_bundle);
+    }
+
+    #[test]
+    fn a_mismatched_ca_key_brings_a_new_ca_while_the_old_one_stays_trusted_for_the_served_certificate() {
+        let now = SystemTime::now();
+        let (material, other) = (fresh(now), fresh(now));
+        let broken = Material { ca_key: other.ca_key, ..material.clone() };
+
+        let (renewed, reasons) = renew(&broken, &policy(), now);
+
+        assert!(matches!(reasons[..], [Reason::CaUnusable(_)]), "{reasons:?}");
+        assert_eq!(bundle(&renewed)[1], first_ca(&material));
+        assert_eq!(renewed.cert, material.cert, "the served certificate still verifies");
+        assert!(assess(&renewed, &policy(), now).is_usable());
+    }
+
+    #[test]
+    fn a_ca_near_expiry_hands_over_in_steps_with_both_cas_in_the_bundle_meanwhile() {
+        let t0 = SystemTime::now();
+        let issued = fresh(t0);
+        let old_ca = first_ca(&issued);
+        let old_expiry = t0 + CA_VALIDITY;
+        // A serving certificate issued shortly before the CA is due, so not due itself.
+        let t1 = old_expiry - 2 * RENEW_BEFORE + days(1);
+        let (original, _) = renew(&issued, &policy(), t1 - days(2));
+        assert_eq!(first_ca(&original), old_ca);
+
+        // Step 1: the successor joins the bundle, and the old CA signs a last serving certificate,
+        // which expires with it: nobody trusts the successor yet.
+        let (step1, reasons) = renew(&original, &policy(), t1);
+        assert_eq!(reasons, [Reason::CaExpiring]);
+        assert_eq!(bundle(&step1).len(), 2);
+        assert_eq!(bundle(&step1)[1], old_ca);
+        assert_ne!(step1.cert, original.cert);
+        let only_old = Material { ca_bundle: original.ca_bundle.clone(), ..step1.clone() };
+        assert_eq!(assess(&only_old, &policy(), t1).serving, None, "signed by the old CA");
+        assert!(matches!(plan(&step1, &policy(), old_expiry - RENEW_BEFORE - days(1)).unwrap(), Plan::Keep));
+
+        // Step 2: renew-before ahead of the old CA's expiry, the new CA signs.
+        let t2 = old_expiry - RENEW_BEFORE + days(1);
+        let (step2, reasons) = renew(&step1, &policy(), t2);
+        assert_eq!(reasons, [Reason::ServingExpiring]);
+        assert_eq!(step2.ca_bundle, step1.ca_bundle, "both CAs stay trusted");
+        let only_new = Material { ca_bundle: pem_encode(&first_ca(&step1)), ..step2.clone() };
+        assert_eq!(assess(&only_new, &policy(), t2).serving, None, "signed by the new CA");
+
+        // Step 3: the old CA has expired and leaves the bundle.
+        let (step3, reasons) = renew(&step2, &policy(), old_expiry + days(1));
+        assert_eq!(reasons, [Reason::BundleStale]);
+        assert_eq!(bundle(&step3), [first_ca(&step1)]);
+        assert_eq!(step3.cert, step2.cert);
+    }
+
+    #[test]
+    fn garbage_in_every_field_is_replaced_by_fresh_certificates() {
+        let now = SystemTime::now();
+        let garbage = Material {
+            ca_bundle: "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n".into(),
+            ca_key: "nope".into(),
+            cert: "nope".into(),
+            key: String::new(),
+        };
+
+        let (renewed, reasons) = renew(&garbage, &policy(), now);
+
+        assert!(reasons.contains(&Reason::BundleStale), "{reasons:?}");
+        assert_eq!(bundle(&renewed).len(), 1);
+        assert!(assess(&renewed, &policy(), now).is_usable());
+    }
+
+    #[test]
+    fn renew_before_must_leave_room_between_ca_renewals() {
+        for bad in [Duration::ZERO, CA_VALIDITY / 2] {
+            assert!(matches!(Policy::new("s", "ns", bad), Err(Error::RenewBefore(_))), "{bad:?}");
+        }
+        // Longer than a serving certificate lives: every check renews, which tests use.
+        let eager = Policy::new("s", "ns", SERVING_VALIDITY + days(1)).unwrap();
+        let material = renew(&Material::default(), &eager, SystemTime::now()).0;
+        assert_eq!(renew(&material, &eager, SystemTime::now()).1, [Reason::ServingExpiring]);
+    }
+}
