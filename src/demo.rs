@@ -45,6 +45,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         self_signed: Default::default(),
         webhook_skip_annotation: crate::webhook::DEFAULT_SKIP_ANNOTATION.into(),
         webhook_exclude_namespace: vec!["kube-system".into()],
+        monitor: Default::default(),
     })
     .await?;
     let addr = running.addrs.extender.context("extender listener did not start")?;
@@ -114,8 +115,14 @@ async fn schedule(client: &reqwest::Client, addr: SocketAddr, title: &str) -> an
         let reason = reasons.get(node).map_or("", String::as_str);
         println!("  {node:<6} {verdict:<8} {score:>6}  {reason}");
     }
-    if let Some(best) = scores.iter().max_by_key(|s| s.score) {
-        println!("\n  -> the scheduler places p1 on {} (score x weight beats every default plugin)\n", best.host);
+    if let Some(top) = scores.iter().map(|s| s.score).max() {
+        let best: Vec<&str> = scores.iter().filter(|s| s.score == top).map(|s| s.host.as_str()).collect();
+        let place = if best.len() == 1 {
+            best[0].to_string()
+        } else {
+            format!("{} (a tie, broken at random)", best.join(" or "))
+        };
+        println!("\n  -> the scheduler places p1 on {place}: score x weight outweighs the default plugins\n");
     }
     Ok(())
 }
