@@ -8,12 +8,14 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cli::{DriverKind, SelfSignedArgs, ServeArgs},
+    cli::{DriverKind, MonitorArgs, SelfSignedArgs, ServeArgs},
     cluster::{self, ClusterView},
     driver::{Driver, mock::MockDriver},
     events::EventSink,
     extender::{self, http::ExtenderState},
+    leader,
     metrics::Metrics,
+    monitor,
     server::{self, Health, Listen, Servers},
     tls,
     webhook::{WebhookConfig, WebhookState},
@@ -47,8 +49,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         self_signed,
         webhook_skip_annotation,
         webhook_exclude_namespace,
+        monitor,
     } = args;
-    let self_signed = self_signed.enabled.then(|| self_signed_settings(namespace, self_signed));
+    monitor.validate().map_err(anyhow::Error::msg)?;
+    let self_signed = self_signed.enabled.then(|| self_signed_settings(namespace.clone(), self_signed));
     if let Some(settings) = &self_signed {
         if objects.is_some() {
             bail!("--self-signed needs a live cluster to keep its Secret in; it cannot be combined with --objects");
@@ -86,6 +90,19 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                 metrics.clone(),
                 cancel.clone(),
             ));
+            if monitor.health_monitor {
+                let (election, leading) = leader_election(&client, &namespace, &monitor, &metrics);
+                tasks.spawn(election.run_until(cancel.clone()));
+                let m = monitor::Monitor {
+                    client: client.clone(),
+                    cluster: view.clone(),
+                    driver: driver.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    settings: monitor_settings(&monitor),
+                };
+                tasks.spawn(m.run(leading, cancel.clone()));
+            }
             (view, events, Some(client))
         }
     };
@@ -126,6 +143,64 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let servers = server::start(listen, extender, webhook, health.clone(), metrics)?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
     Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
+}
+
+/// The election task (mirrored into the `stork_leader` gauge) and its "is leader" receiver.
+fn leader_election(
+    client: &kube::Client,
+    namespace: &str,
+    args: &MonitorArgs,
+    metrics: &Arc<Metrics>,
+) -> (Election, tokio::sync::watch::Receiver<bool>) {
+    let settings = leader::Settings {
+        name: args.leader_lease.clone(),
+        namespace: namespace.to_string(),
+        identity: leader::default_identity(),
+        lease_duration: args.leader_lease_duration,
+        renew_deadline: args.leader_renew_deadline,
+        retry_period: args.leader_retry_period,
+    };
+    tracing::info!(identity = %settings.identity, lease = %settings.name, "leader election on");
+    let (tx, rx) = tokio::sync::watch::channel(false);
+    let election = Election { client: client.clone(), settings, tx, metrics: metrics.clone() };
+    (election, rx)
+}
+
+/// A configured leader election, not yet running.
+struct Election {
+    client: kube::Client,
+    settings: leader::Settings,
+    tx: tokio::sync::watch::Sender<bool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Election {
+    async fn run_until(self, cancel: CancellationToken) {
+        let mut rx = self.tx.subscribe();
+        let gauge = self.metrics.monitor.leader.clone();
+        let mirror = async move {
+            while rx.changed().await.is_ok() {
+                gauge.set(i64::from(*rx.borrow()));
+            }
+        };
+        tokio::select! {
+            _ = leader::run(self.client, self.settings, self.tx, cancel) => {}
+            _ = mirror => {}
+        }
+    }
+}
+
+fn monitor_settings(args: &MonitorArgs) -> monitor::Settings {
+    monitor::Settings {
+        interval: args.monitor_interval,
+        backoff_initial: args.monitor_backoff,
+        backoff_checks: args.monitor_backoff_checks,
+        batch_size: args.monitor_batch_size,
+        batch_interval: args.monitor_batch_interval,
+        max_down_fraction: args.monitor_max_down_fraction,
+        max_deletions_per_minute: args.monitor_max_deletions_per_minute,
+        dry_run: args.monitor_dry_run,
+    }
 }
 
 fn self_signed_settings(namespace: String, args: SelfSignedArgs) -> tls::self_signed::Settings {

@@ -79,6 +79,102 @@ pub struct ServeArgs {
     /// Namespaces whose pods are never mutated (repeat the flag, or comma-separate).
     #[arg(long, env = "STORK_WEBHOOK_EXCLUDE_NAMESPACES", value_delimiter = ',', default_value = "kube-system")]
     pub webhook_exclude_namespace: Vec<String>,
+    /// Health monitor and leader election (see below).
+    #[command(flatten)]
+    pub monitor: MonitorArgs,
+}
+
+/// Health monitor and the leader election it runs under (live mode only).
+#[derive(Debug, Clone, Args)]
+pub struct MonitorArgs {
+    /// Delete pods whose node's storage driver is down so they restart next to a healthy replica
+    /// (runs on the elected leader only). `--health-monitor=false` turns it off.
+    #[arg(long, env = "STORK_HEALTH_MONITOR", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub health_monitor: bool,
+    /// How often the driver is polled (minimum 30s).
+    #[arg(long, env = "STORK_MONITOR_INTERVAL", default_value = "120s", value_parser = parse_duration)]
+    pub monitor_interval: Duration,
+    /// Only record events on the pods that would be deleted.
+    #[arg(long, env = "STORK_MONITOR_DRY_RUN", default_value_t = false)]
+    pub monitor_dry_run: bool,
+    /// Above this share of driver nodes down at once, assume a driver outage and do nothing.
+    #[arg(long, env = "STORK_MONITOR_MAX_DOWN_FRACTION", default_value_t = 0.5)]
+    pub monitor_max_down_fraction: f64,
+    /// Cluster-wide ceiling on pod deletions in any minute.
+    #[arg(long, env = "STORK_MONITOR_MAX_DELETIONS_PER_MINUTE", default_value_t = 20)]
+    pub monitor_max_deletions_per_minute: u32,
+    /// First wait of the re-check backoff (doubles each time).
+    #[arg(long, env = "STORK_MONITOR_BACKOFF", default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub monitor_backoff: Duration,
+    /// Checks a node must fail, first sighting included, before its pods are deleted.
+    #[arg(long, env = "STORK_MONITOR_BACKOFF_CHECKS", default_value_t = 5, hide = true)]
+    pub monitor_backoff_checks: u32,
+    /// Pods deleted per batch.
+    #[arg(long, env = "STORK_MONITOR_BATCH_SIZE", default_value_t = 5, hide = true)]
+    pub monitor_batch_size: usize,
+    /// Pause after each batch.
+    #[arg(long, env = "STORK_MONITOR_BATCH_INTERVAL", default_value = "30s", value_parser = parse_duration, hide = true)]
+    pub monitor_batch_interval: Duration,
+    /// Lift the 30s minimum of --monitor-interval (tests).
+    #[arg(long, env = "STORK_MONITOR_ALLOW_SHORT_INTERVAL", default_value_t = false, hide = true)]
+    pub monitor_allow_short_interval: bool,
+    /// Name of the leader-election Lease in --namespace.
+    #[arg(long, env = "STORK_LEADER_LEASE", default_value = "stork", hide = true)]
+    pub leader_lease: String,
+    /// How long others wait after the leader's last renewal before taking over.
+    #[arg(long, env = "STORK_LEADER_LEASE_DURATION", default_value = "15s", value_parser = parse_duration, hide = true)]
+    pub leader_lease_duration: Duration,
+    /// The leader steps down when it could not renew for this long.
+    #[arg(long, env = "STORK_LEADER_RENEW_DEADLINE", default_value = "10s", value_parser = parse_duration, hide = true)]
+    pub leader_renew_deadline: Duration,
+    /// Interval between attempts to take or renew the lease.
+    #[arg(long, env = "STORK_LEADER_RETRY_PERIOD", default_value = "2s", value_parser = parse_duration, hide = true)]
+    pub leader_retry_period: Duration,
+}
+
+impl Default for MonitorArgs {
+    /// The flag defaults.
+    fn default() -> Self {
+        Self {
+            health_monitor: true,
+            monitor_interval: Duration::from_secs(120),
+            monitor_dry_run: false,
+            monitor_max_down_fraction: 0.5,
+            monitor_max_deletions_per_minute: 20,
+            monitor_backoff: Duration::from_secs(10),
+            monitor_backoff_checks: 5,
+            monitor_batch_size: 5,
+            monitor_batch_interval: Duration::from_secs(30),
+            monitor_allow_short_interval: false,
+            leader_lease: "stork".into(),
+            leader_lease_duration: Duration::from_secs(15),
+            leader_renew_deadline: Duration::from_secs(10),
+            leader_retry_period: Duration::from_secs(2),
+        }
+    }
+}
+
+impl MonitorArgs {
+    /// Rejects settings that would make the monitor unsafe or the election unsound.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.monitor_interval < Duration::from_secs(30) && !self.monitor_allow_short_interval {
+            return Err("minimum interval for health monitor is 30 seconds (--monitor-interval)".into());
+        }
+        if self.monitor_interval.is_zero() {
+            return Err("--monitor-interval must be positive".into());
+        }
+        if !(self.monitor_max_down_fraction > 0.0 && self.monitor_max_down_fraction <= 1.0) {
+            return Err("--monitor-max-down-fraction must be in (0, 1]".into());
+        }
+        if self.monitor_batch_size == 0 || self.monitor_max_deletions_per_minute == 0 {
+            return Err("--monitor-batch-size and --monitor-max-deletions-per-minute must be at least 1".into());
+        }
+        let (d, r, p) = (self.leader_lease_duration, self.leader_renew_deadline, self.leader_retry_period);
+        if !(d > r && r > p && !p.is_zero()) {
+            return Err("leader election needs lease duration > renew deadline > retry period > 0".into());
+        }
+        Ok(())
+    }
 }
 
 /// `--self-signed` and its settings.
@@ -202,6 +298,40 @@ mod tests {
         );
         assert_eq!(s.self_signed.cert_renew_before, defaults.cert_renew_before);
         assert_eq!(s.self_signed.cert_check_interval, defaults.cert_check_interval);
+        let m = MonitorArgs::default();
+        assert!(s.monitor.health_monitor);
+        assert_eq!(
+            (s.monitor.monitor_interval, s.monitor.monitor_backoff, s.monitor.monitor_batch_interval),
+            (m.monitor_interval, m.monitor_backoff, m.monitor_batch_interval)
+        );
+        assert_eq!(
+            (
+                s.monitor.monitor_backoff_checks,
+                s.monitor.monitor_batch_size,
+                s.monitor.monitor_max_deletions_per_minute
+            ),
+            (m.monitor_backoff_checks, m.monitor_batch_size, m.monitor_max_deletions_per_minute)
+        );
+        assert_eq!(s.monitor.monitor_max_down_fraction, m.monitor_max_down_fraction);
+        assert_eq!(
+            (s.monitor.leader_lease_duration, s.monitor.leader_renew_deadline, s.monitor.leader_retry_period),
+            (m.leader_lease_duration, m.leader_renew_deadline, m.leader_retry_period)
+        );
+        assert!(s.monitor.validate().is_ok());
+    }
+
+    #[test]
+    fn short_monitor_intervals_and_unsound_lease_timings_are_rejected() {
+        let parse = |extra: &[&str]| {
+            let cli = Cli::try_parse_from(["stork", "serve", "--driver", "mock"].iter().chain(extra)).unwrap();
+            let Command::Serve(s) = cli.command else { panic!("not serve") };
+            s.monitor.validate()
+        };
+        assert!(parse(&["--monitor-interval", "10s"]).unwrap_err().contains("30 seconds"));
+        assert!(parse(&["--monitor-interval", "2s", "--monitor-allow-short-interval"]).is_ok());
+        assert!(parse(&["--leader-renew-deadline", "20s"]).is_err());
+        assert!(parse(&["--monitor-max-down-fraction", "0"]).is_err());
+        assert!(parse(&["--health-monitor=false"]).is_ok());
     }
 
     #[test]

@@ -14,7 +14,9 @@ pub mod extender;
 #[cfg(test)]
 mod fixtures;
 pub mod knobs;
+pub mod leader;
 pub mod metrics;
+pub mod monitor;
 pub mod server;
 pub mod synth;
 pub mod telemetry;

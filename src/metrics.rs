@@ -22,6 +22,8 @@ pub struct Metrics {
     pub placement: PlacementMetrics,
     /// Admission webhook metrics.
     pub webhook: RequestMetrics,
+    /// Health monitor and leader election.
+    pub monitor: MonitorMetrics,
 }
 
 impl Metrics {
@@ -31,7 +33,8 @@ impl Metrics {
         let extender = RequestMetrics::register(&mut registry, "stork_extender", "Extender");
         let placement = PlacementMetrics::register(&mut registry);
         let webhook = RequestMetrics::register(&mut registry, "stork_webhook", "Admission webhook");
-        Arc::new(Self { registry, extender, placement, webhook })
+        let monitor = MonitorMetrics::register(&mut registry);
+        Arc::new(Self { registry, extender, placement, webhook, monitor })
     }
 
     /// Text exposition format for `/metrics`.
@@ -150,6 +153,42 @@ impl PlacementMetrics {
             "Pods on a node with no replica of their volumes",
             m.non_hyperconverged.clone(),
         );
+        m
+    }
+}
+
+/// Label set of a monitor action or skip.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// `deleted`, `dry_run`, `delete_failed`, `gone` (actions) or the skip reason.
+    pub reason: &'static str,
+}
+
+/// Health monitor metrics.
+pub struct MonitorMetrics {
+    /// Pods really deleted (`stork_pods_rescheduled_total`, as in Stork).
+    pub rescheduled: Counter,
+    /// Every decision on a pod, by outcome (`stork_monitor_actions_total`).
+    pub actions: Family<ReasonLabels, Counter>,
+    /// Actions not taken, by reason (`stork_monitor_skipped_total`).
+    pub skipped: Family<ReasonLabels, Counter>,
+    /// 1 while this replica holds the leader lease (`stork_leader`).
+    pub leader: Gauge,
+}
+
+impl MonitorMetrics {
+    fn register(r: &mut Registry) -> Self {
+        let m = Self {
+            rescheduled: Counter::default(),
+            actions: Family::default(),
+            skipped: Family::default(),
+            leader: Gauge::default(),
+        };
+        // prometheus-client appends `_total` to counters.
+        r.register("stork_pods_rescheduled", "Pods deleted by the health monitor", m.rescheduled.clone());
+        r.register("stork_monitor_actions", "Health monitor decisions on pods, by outcome", m.actions.clone());
+        r.register("stork_monitor_skipped", "Health monitor actions not taken, by reason", m.skipped.clone());
+        r.register("stork_leader", "1 while this replica is the leader", m.leader.clone());
         m
     }
 }

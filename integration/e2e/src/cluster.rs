@@ -52,7 +52,7 @@ pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("repo root")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
 }
 
@@ -307,6 +307,8 @@ fn boot() -> Result<Components> {
         cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
         cmd.args(["--admin-listen", &format!("127.0.0.1:{stork_admin_port}")]);
         cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
+        // The monitor deletes pods; tests that exercise it start their own replicas (`replica`).
+        cmd.arg("--health-monitor=false");
         cmd
     };
     procs.push(Proc::spawn("stork", stork_cmd(), &dir)?);

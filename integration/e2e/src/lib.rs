@@ -5,6 +5,7 @@ mod certs;
 mod cluster;
 pub mod objects;
 mod procs;
+pub mod replica;
 
 use std::{fmt::Debug, future::Future, path::Path, time::Duration};
 

@@ -36,7 +36,7 @@ pub async fn storage_class(client: &Client) {
     create(&Api::<StorageClass>::all(client.clone()), sc).await;
 }
 
-/// A PV named `pv` and a claim pre-bound to it by name; the real PV controller binds them.
+/// A PV named `pv` and a claim pre-bound to each other by name; the real PV controller binds them.
 pub async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str) {
     create(
         &Api::<PersistentVolume>::all(client.clone()),
@@ -45,6 +45,9 @@ pub async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str) {
             "spec": {
                 "storageClassName": "mock-sc", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
                 "persistentVolumeReclaimPolicy": "Retain",
+                // Pre-bound from both sides: the PV controller completes the binding from
+                // whichever object it syncs first.
+                "claimRef": {"namespace": ns, "name": claim},
                 "csi": {"driver": PROVISIONER, "volumeHandle": pv}
             }
         }),
@@ -60,10 +63,23 @@ pub async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str) {
         }),
     )
     .await;
+    // The PV controller sometimes leaves a pre-bound claim Pending for minutes (its resync does
+    // not always retry it); an annotation change on the claim every few seconds re-queues it.
+    let started = std::time::Instant::now();
+    let pokes = std::sync::atomic::AtomicU64::new(0);
     wait_for(&format!("pvc {ns}/{claim} Bound"), WAIT, || async {
         let c = pvcs.get(claim).await.map_err(|e| e.to_string())?;
         let phase = c.status.and_then(|s| s.phase).unwrap_or_default();
-        if phase == "Bound" { Ok(()) } else { Err(phase) }
+        if phase == "Bound" {
+            return Ok(());
+        }
+        let due = started.elapsed().as_secs() / 5;
+        if due > pokes.load(std::sync::atomic::Ordering::Relaxed) {
+            pokes.store(due, std::sync::atomic::Ordering::Relaxed);
+            let patch = json!({"metadata": {"annotations": {"stork-e2e/poke": due.to_string()}}});
+            let _ = pvcs.patch(claim, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch)).await;
+        }
+        Err(phase)
     })
     .await;
 }

@@ -76,4 +76,10 @@ impl Proc {
         let _ = self.child.kill();
         self.child.wait().ok()
     }
+
+    /// SIGKILL: the process gets no chance to clean up (a crashed replica).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

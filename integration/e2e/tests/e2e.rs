@@ -5,6 +5,8 @@
 mod admission;
 #[path = "suite/manifests.rs"]
 mod manifests;
+#[path = "suite/monitor.rs"]
+mod monitor;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
 #[path = "suite/self_signed.rs"]
