@@ -21,7 +21,7 @@ async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<T, Str
         match probe().await {
             Ok(v) => return v,
             Err(last) if Instant::now() > deadline => panic!("timed out waiting for {what}; last saw: {last}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await, // poll until the deadline
         }
     }
 }

@@ -135,7 +135,7 @@ async fn wait_for_san(addr: SocketAddr, roots: &Arc<RootCertStore>, want: &str) 
             return;
         }
         assert!(Instant::now() < deadline, "still serving {seen} after 10s, expected {want}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll until the deadline
     }
 }
 
@@ -162,7 +162,7 @@ async fn rotated_secret_is_served_and_a_corrupt_update_keeps_the_last_good_certi
     let stays_until = Instant::now() + Duration::from_millis(500);
     while Instant::now() < stays_until {
         assert_eq!(served_san(addr, &roots).await, "b.test");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(50)).await; // poll until the deadline
     }
 
     cancel.cancel();

@@ -48,7 +48,7 @@ where
             Err(last) if tokio::time::Instant::now() >= deadline => {
                 panic!("timed out after {timeout:?} waiting for {what}; last saw: {last:?}")
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await,
+            Err(_) => tokio::time::sleep(Duration::from_millis(250)).await, // poll until the deadline
         }
     }
 }
