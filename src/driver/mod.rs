@@ -88,6 +88,11 @@ pub trait Driver: Send + Sync + 'static {
         None
     }
 
+    /// Whether a pod of this name is one of the driver's own CSI controller pods.
+    fn is_csi_pod(&self, pod_name: &str) -> bool {
+        self.csi_pod_prefix().is_some_and(|p| !p.is_empty() && pod_name.starts_with(p))
+    }
+
     /// Whether a PVC is this driver's: its class's provisioner, its PV's CSI driver, or the
     /// provisioner the PV controller assigned (GA or beta annotation).
     fn owns_pvc(&self, pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {

@@ -50,7 +50,7 @@ async fn filter_handler(
 ) -> Result<HttpResponse, Error> {
     let _timer = state.metrics.extender.time("filter");
     let result = async {
-        let body = read_body(&req, payload, MAX_BODY_BYTES).await.map_err(Error::from)?;
+        let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
         filter_body(&state, &body)
     }
     .await;
@@ -65,7 +65,7 @@ async fn prioritize_handler(
 ) -> Result<HttpResponse, Error> {
     let _timer = state.metrics.extender.time("prioritize");
     let result = async {
-        let body = read_body(&req, payload, MAX_BODY_BYTES).await.map_err(Error::from)?;
+        let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
         prioritize_body(&state, &body)
     }
     .await;

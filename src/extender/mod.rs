@@ -39,7 +39,7 @@ pub struct Inputs<'a> {
 impl Inputs<'_> {
     /// The driver's own CSI controller pods are placed by driver health alone.
     fn is_csi_pod(&self) -> bool {
-        self.driver.csi_pod_prefix().is_some_and(|p| !p.is_empty() && self.pod.metadata.name.starts_with(p))
+        self.driver.is_csi_pod(&self.pod.metadata.name)
     }
 }
 
@@ -78,15 +78,9 @@ impl<'a> Candidate<'a> {
 /// Errors of the extender endpoints; the HTTP status of each is decided in one place below.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The body is larger than [`MAX_BODY_BYTES`].
-    #[error("request body is larger than the limit of {limit} bytes")]
-    BodyTooLarge {
-        /// The limit.
-        limit: usize,
-    },
-    /// The body could not be read from the connection.
-    #[error("failed to read request body: {0}")]
-    Body(#[source] actix_web::error::PayloadError),
+    /// The body could not be read, or is larger than [`MAX_BODY_BYTES`].
+    #[error(transparent)]
+    Body(#[from] crate::body::BodyError),
     /// The body is not ExtenderArgs JSON.
     #[error("failed to decode ExtenderArgs: {0}")]
     Decode(#[source] serde_json::Error),
@@ -101,20 +95,11 @@ pub enum Error {
     Encode(#[source] serde_json::Error),
 }
 
-impl From<crate::body::BodyError> for Error {
-    fn from(e: crate::body::BodyError) -> Self {
-        match e {
-            crate::body::BodyError::TooLarge { limit } => Self::BodyTooLarge { limit },
-            crate::body::BodyError::Read(e) => Self::Body(e),
-        }
-    }
-}
-
 impl Error {
     /// Label for metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Self::BodyTooLarge { .. } => "body_too_large",
+            Self::Body(crate::body::BodyError::TooLarge { .. }) => "body_too_large",
             Self::Body(_) => "body",
             Self::Decode(_) => "decode",
             Self::MissingPod => "missing_pod",
@@ -127,7 +112,7 @@ impl Error {
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
         match self {
-            Self::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(crate::body::BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => StatusCode::BAD_REQUEST,
             Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

@@ -20,7 +20,7 @@ pub fn pod_info(driver: &dyn Driver, cluster: &ClusterView, pod: &Pod) -> Option
         return None;
     }
     let facts = facts_of(pod);
-    let csi = driver.csi_pod_prefix().is_some_and(|p| facts.metadata.name.starts_with(p));
+    let csi = driver.is_csi_pod(&facts.metadata.name);
     // An unresolvable pod is not known to use the driver: never delete on a guess.
     let uses_driver = driver::pod_volumes(driver, cluster, &facts).is_ok_and(|v| !v.is_empty());
     let lost = status.and_then(|s| s.reason.as_deref()) == Some("NodeLost");

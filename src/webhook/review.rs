@@ -14,6 +14,8 @@ use super::{
     mutate_pod::mutate_pod,
     validate_pvc::{RestoreClaim, SNAPSHOT_PROVISIONER, Verdict, validate_restore_claim},
 };
+use k8s_openapi::api::core::v1::PersistentVolumeClaim;
+
 use crate::{body::read_body, cluster::pod::PodFacts};
 
 #[derive(Deserialize)]
@@ -179,28 +181,6 @@ pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (St
     Ok(ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings))
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PvcFacts {
-    metadata: PvcMeta,
-    spec: PvcSpec,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct PvcMeta {
-    name: String,
-    generate_name: String,
-    namespace: String,
-    annotations: Option<BTreeMap<String, String>>,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct PvcSpec {
-    storage_class_name: Option<String>,
-}
-
 /// Decodes and decides one `/validate` review.
 pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
     let req = parse(body)?;
@@ -208,20 +188,16 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
         return Ok(ReviewOut::allow(&req.uid, None, vec![]));
     }
     let raw = req.object.map_or("null", RawValue::get);
-    let pvc: PvcFacts = serde_json::from_str(raw).map_err(|e| (req.uid.clone(), Error::Object(e)))?;
-    let annotations = pvc.metadata.annotations.unwrap_or_default();
-    let class = pvc
-        .spec
-        .storage_class_name
-        .or_else(|| annotations.get("volume.beta.kubernetes.io/storage-class").cloned())
-        .unwrap_or_default();
-    let is_restore = state.cluster.storage_class(&class).is_some_and(|sc| sc.provisioner == SNAPSHOT_PROVISIONER);
+    let pvc: PersistentVolumeClaim = serde_json::from_str(raw).map_err(|e| (req.uid.clone(), Error::Object(e)))?;
+    let is_restore = state.cluster.class_of(&pvc).is_some_and(|sc| sc.provisioner == SNAPSHOT_PROVISIONER);
     if !is_restore {
         return Ok(ReviewOut::allow(&req.uid, None, vec![]));
     }
-    let ns = if req.namespace.is_empty() { pvc.metadata.namespace.as_str() } else { req.namespace.as_str() };
-    let name = if pvc.metadata.name.is_empty() { &pvc.metadata.generate_name } else { &pvc.metadata.name };
-    let claim = RestoreClaim { namespace: ns, name, annotations: &annotations };
+    let meta = &pvc.metadata;
+    let ns = if req.namespace.is_empty() { meta.namespace.as_deref().unwrap_or_default() } else { &req.namespace };
+    let name = meta.name.as_deref().or(meta.generate_name.as_deref()).unwrap_or_default();
+    let no_annotations = BTreeMap::new();
+    let claim = RestoreClaim { namespace: ns, name, annotations: meta.annotations.as_ref().unwrap_or(&no_annotations) };
     // Snapshot objects are not cached until the snapshot controllers exist.
     match validate_restore_claim(&claim, None) {
         Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w)),

@@ -125,6 +125,16 @@ impl Cluster {
         }
     }
 
+    /// Adds driver nodes `(id, ip)` with one status, and volumes `(id, replicas)`, to the topology.
+    pub fn add_storage(&self, nodes: &[(&str, &str)], status: &str, volumes: &[(&str, &[&str])]) -> Result<()> {
+        self.update_topology(|t| {
+            let list = t["nodes"].as_array_mut().expect("nodes list");
+            list.extend(nodes.iter().map(|(id, ip)| crate::objects::driver_node(id, ip, status)));
+            let vols = t["volumes"].as_array_mut().expect("volumes list");
+            vols.extend(volumes.iter().map(|(id, replicas)| json!({"id": id, "replicas": replicas})));
+        })
+    }
+
     /// Edits the mock topology (`{"nodes": [...], "volumes": [...]}`) and writes it atomically.
     pub fn update_topology(&self, edit: impl FnOnce(&mut Value)) -> Result<()> {
         let mut topo = self.topology.lock().expect("lock");

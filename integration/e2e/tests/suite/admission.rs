@@ -16,7 +16,7 @@ use kube::{
 use serde_json::json;
 use stork_e2e::{
     kwok_nodes, namespace,
-    objects::{WAIT, bound_claim, create, driver_node, storage_class},
+    objects::{WAIT, bound_claim, create, storage_class},
     shared, wait_for,
 };
 
@@ -32,14 +32,7 @@ fn pod_spec(claim: Option<&str>) -> serde_json::Value {
 async fn a_deployment_with_a_driver_pvc_gets_stork_scheduled_pods_on_the_replica_node() {
     let (cluster, client) = shared().await;
     let nodes = [("adm-n1", "10.4.0.1"), ("adm-n2", "10.4.0.2"), ("adm-n3", "10.4.0.3")];
-    cluster
-        .update_topology(|t| {
-            for (id, ip) in nodes {
-                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Online"));
-            }
-            t["volumes"].as_array_mut().unwrap().push(json!({"id": "pv-adm-v1", "replicas": ["adm-n2"]}));
-        })
-        .unwrap();
+    cluster.add_storage(&nodes, "Online", &[("pv-adm-v1", &["adm-n2"])]).unwrap();
     kwok_nodes(&client, &nodes).await.unwrap();
     storage_class(&client).await;
     let ns = namespace(&client, "admission").await.unwrap();

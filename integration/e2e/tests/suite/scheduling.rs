@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, api::ListParams};
-use serde_json::json;
 use stork_e2e::{
     delete_nodes, kwok_nodes, namespace,
-    objects::{bound_claim, driver_node, pod, scheduled_node, storage_class},
+    objects::{bound_claim, pod, scheduled_node, storage_class},
     shared, wait_for,
 };
 
@@ -28,17 +27,12 @@ async fn the_seed_scenario_places_pods_next_to_their_replicas() {
         ("seed-n4", "10.1.0.4"),
         ("seed-n5", "10.1.0.5"),
     ];
-    cluster
-        .update_topology(|t| {
-            for (id, ip) in &nodes[..3] {
-                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Online"));
-            }
-            let vols = t["volumes"].as_array_mut().unwrap();
-            vols.push(json!({"id": "pv-seed-v1", "replicas": ["seed-n1", "seed-n2"]}));
-            vols.push(json!({"id": "pv-seed-v2", "replicas": ["seed-n2", "seed-n3"]}));
-            vols.push(json!({"id": "pv-seed-v3", "replicas": ["seed-n3"]}));
-        })
-        .unwrap();
+    let volumes: [(&str, &[&str]); 3] = [
+        ("pv-seed-v1", &["seed-n1", "seed-n2"]),
+        ("pv-seed-v2", &["seed-n2", "seed-n3"]),
+        ("pv-seed-v3", &["seed-n3"]),
+    ];
+    cluster.add_storage(&nodes[..3], "Online", &volumes).unwrap();
     kwok_nodes(&client, &nodes).await.unwrap();
     storage_class(&client).await;
     let ns = namespace(&client, "seed").await.unwrap();
@@ -80,14 +74,7 @@ async fn the_seed_scenario_places_pods_next_to_their_replicas() {
 async fn a_pod_whose_replicas_are_all_offline_stays_pending_with_storks_reason() {
     let (cluster, client) = shared().await;
     let nodes = [("off-n1", "10.2.0.1"), ("off-n2", "10.2.0.2")];
-    cluster
-        .update_topology(|t| {
-            for (id, ip) in nodes {
-                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Offline"));
-            }
-            t["volumes"].as_array_mut().unwrap().push(json!({"id": "pv-off-v1", "replicas": ["off-n1", "off-n2"]}));
-        })
-        .unwrap();
+    cluster.add_storage(&nodes, "Offline", &[("pv-off-v1", &["off-n1", "off-n2"])]).unwrap();
     kwok_nodes(&client, &nodes).await.unwrap();
     storage_class(&client).await;
     let ns = namespace(&client, "offline").await.unwrap();
@@ -116,16 +103,7 @@ async fn a_pod_whose_replicas_are_all_offline_stays_pending_with_storks_reason()
 async fn with_stork_down_pods_still_schedule_and_locality_returns_with_stork() {
     let (cluster, client) = shared().await;
     let nodes = [("down-n1", "10.3.0.1"), ("down-n2", "10.3.0.2"), ("down-n3", "10.3.0.3")];
-    cluster
-        .update_topology(|t| {
-            for (id, ip) in nodes {
-                t["nodes"].as_array_mut().unwrap().push(driver_node(id, ip, "Online"));
-            }
-            let vols = t["volumes"].as_array_mut().unwrap();
-            vols.push(json!({"id": "pv-down-v1", "replicas": ["down-n1"]}));
-            vols.push(json!({"id": "pv-down-v3", "replicas": ["down-n3"]}));
-        })
-        .unwrap();
+    cluster.add_storage(&nodes, "Online", &[("pv-down-v1", &["down-n1"]), ("pv-down-v3", &["down-n3"])]).unwrap();
     kwok_nodes(&client, &nodes).await.unwrap();
     storage_class(&client).await;
     let ns = namespace(&client, "down").await.unwrap();
