@@ -1,4 +1,4 @@
-//! Kubernetes Events about pods, sent off the request path: decisions queue them, a background
+//! Kubernetes Events about pods and other objects, sent off the request path: decisions queue them, a background
 //! task publishes them. With no API server (offline mode) they are only logged.
 
 use k8s_openapi::api::core::v1::ObjectReference;
@@ -34,6 +34,11 @@ impl PodEvent {
     pub fn warning(reason: &'static str, message: impl Into<String>) -> Self {
         Self { severity: Severity::Warning, reason, message: message.into() }
     }
+
+    /// A normal (informational) event.
+    pub fn normal(reason: &'static str, message: impl Into<String>) -> Self {
+        Self { severity: Severity::Normal, reason, message: message.into() }
+    }
 }
 
 /// The pod an event is about.
@@ -47,11 +52,14 @@ pub struct PodRef {
     pub uid: String,
 }
 
+/// An event waiting to be published: about what, during which action.
+type Queued = (ObjectReference, &'static str, PodEvent);
+
 /// Queue of events to publish; cloning shares the queue. Full queue drops (and logs) the event:
 /// events are best-effort and must never slow a decision down.
 #[derive(Clone)]
 pub struct EventSink {
-    tx: Option<mpsc::Sender<(PodRef, PodEvent)>>,
+    tx: Option<mpsc::Sender<Queued>>,
 }
 
 impl EventSink {
@@ -68,23 +76,8 @@ impl EventSink {
         (Self { tx: Some(tx) }, drain(recorder, rx, cancel))
     }
 
-    /// Records an event on a pod (never blocks).
+    /// Records a scheduling event on a pod (never blocks).
     pub fn send(&self, pod: PodRef, event: PodEvent) {
-        tracing::info!(pod = %format!("{}/{}", pod.namespace, pod.name), reason = event.reason, message = %event.message, "pod event");
-        if let Some(tx) = &self.tx
-            && let Err(e) = tx.try_send((pod, event))
-        {
-            tracing::warn!(error = %e, "event queue full; dropping event");
-        }
-    }
-}
-
-async fn drain(recorder: Recorder, mut rx: mpsc::Receiver<(PodRef, PodEvent)>, cancel: CancellationToken) {
-    loop {
-        let (pod, ev) = tokio::select! {
-            _ = cancel.cancelled() => return,
-            next = rx.recv() => match next { Some(x) => x, None => return },
-        };
         let reference = ObjectReference {
             api_version: Some("v1".into()),
             kind: Some("Pod".into()),
@@ -93,6 +86,33 @@ async fn drain(recorder: Recorder, mut rx: mpsc::Receiver<(PodRef, PodEvent)>, c
             uid: (!pod.uid.is_empty()).then_some(pod.uid),
             ..ObjectReference::default()
         };
+        self.send_about(reference, "Scheduling", event);
+    }
+
+    /// Records an event on any object, e.g. `kube::Resource::object_ref` of a PVC (never blocks).
+    /// `action` says what stork was doing (`Scheduling`, `Provisioning`, `Snapshotting`, …).
+    pub fn send_about(&self, reference: ObjectReference, action: &'static str, event: PodEvent) {
+        tracing::info!(
+            kind = reference.kind.as_deref().unwrap_or(""),
+            object = %format!("{}/{}", reference.namespace.as_deref().unwrap_or(""), reference.name.as_deref().unwrap_or("")),
+            reason = event.reason,
+            message = %event.message,
+            "event"
+        );
+        if let Some(tx) = &self.tx
+            && let Err(e) = tx.try_send((reference, action, event))
+        {
+            tracing::warn!(error = %e, "event queue full; dropping event");
+        }
+    }
+}
+
+async fn drain(recorder: Recorder, mut rx: mpsc::Receiver<Queued>, cancel: CancellationToken) {
+    loop {
+        let (reference, action, ev) = tokio::select! {
+            _ = cancel.cancelled() => return,
+            next = rx.recv() => match next { Some(x) => x, None => return },
+        };
         let event = Event {
             type_: match ev.severity {
                 Severity::Normal => EventType::Normal,
@@ -100,7 +120,7 @@ async fn drain(recorder: Recorder, mut rx: mpsc::Receiver<(PodRef, PodEvent)>, c
             },
             reason: ev.reason.to_string(),
             note: Some(ev.message),
-            action: "Scheduling".into(),
+            action: action.into(),
             secondary: None,
         };
         if let Err(e) = recorder.publish(&event, &reference).await {

@@ -17,6 +17,19 @@ pub const NODE_UNSCHEDULABLE: &str = "operator.libopenstorage.org/unschedulable"
 /// PVC annotation: an in-place restore is running; pods must wait (value exactly `"true"`).
 pub const RESTORE_IN_PROGRESS: &str = "stork.libopenstorage.org/restore-in-progress";
 
+/// StorageClass provisioner of claims restored from a stork snapshot.
+pub const SNAPSHOT_PROVISIONER: &str = "stork-snapshot";
+/// PVC annotation naming the snapshot to restore.
+pub const SNAPSHOT_ANNOTATION: &str = "snapshot.alpha.kubernetes.io/snapshot";
+/// PVC annotation naming the snapshot's namespace (default: the PVC's).
+pub const SOURCE_NAMESPACE_ANNOTATION: &str = "stork.libopenstorage.org/snapshot-source-namespace";
+/// Deprecated spelling of [`SOURCE_NAMESPACE_ANNOTATION`].
+pub const SOURCE_NAMESPACE_ANNOTATION_OLD: &str = "stork/snapshot-source-namespace";
+/// Snapshot annotation: comma-separated regexes of namespaces that may restore it.
+pub const RESTORE_NAMESPACES_ANNOTATION: &str = "stork.libopenstorage.org/snapshot-restore-namespaces";
+/// Deprecated spelling of [`RESTORE_NAMESPACES_ANNOTATION`].
+pub const RESTORE_NAMESPACES_ANNOTATION_OLD: &str = "stork/snapshot-restore-namespaces";
+
 /// Go's `strconv.ParseBool`, which Stork uses for every knob: anything else is `None`.
 pub fn parse_bool(value: &str) -> Option<bool> {
     match value {

@@ -18,6 +18,7 @@ pub mod leader;
 pub mod metrics;
 pub mod monitor;
 pub mod server;
+pub mod snapshot;
 pub mod synth;
 pub mod telemetry;
 pub mod tls;

@@ -5,6 +5,7 @@
 
 mod inventory;
 pub mod mock;
+mod snapshots;
 mod types;
 
 use std::{collections::BTreeMap, sync::Arc};
@@ -12,6 +13,7 @@ use std::{collections::BTreeMap, sync::Arc};
 use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
 
 pub use inventory::{NodeIdentity, NodeInventory};
+pub use snapshots::{DriverSnapshot, Progress, SnapshotDriver, SnapshotError, SnapshotState};
 pub use types::{DriverNode, NodeStatus, PodVolume, PodVolumes, Volume};
 
 use crate::cluster::{ClusterView, pod::PodFacts};
@@ -93,11 +95,19 @@ pub trait Driver: Send + Sync + 'static {
         self.csi_pod_prefix().is_some_and(|p| !p.is_empty() && pod_name.starts_with(p))
     }
 
+    /// Snapshot actions, when the driver supports snapshots.
+    fn snapshots(&self) -> Option<&dyn SnapshotDriver> {
+        None
+    }
+
     /// Whether a PVC is this driver's: its class's provisioner, its PV's CSI driver, or the
-    /// provisioner the PV controller assigned (GA or beta annotation).
+    /// provisioner the PV controller assigned (GA or beta annotation). A claim restored from a
+    /// snapshot (`stork-snapshot`) belongs to a driver that takes snapshots, as in Stork, so
+    /// its pods are routed to stork before the claim is bound.
     fn owns_pvc(&self, pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
         if let Some(class) = cluster.class_of(pvc)
-            && self.owns_provisioner(&class.provisioner)
+            && (self.owns_provisioner(&class.provisioner)
+                || (class.provisioner == crate::knobs::SNAPSHOT_PROVISIONER && self.snapshots().is_some()))
         {
             return true;
         }
