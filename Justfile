@@ -61,6 +61,10 @@ cluster-down:
 bench:
     cargo bench --bench extender
 
+# Regenerate manifests/crds.yaml from the Rust types (a unit test fails when they drift)
+crds:
+    cargo run -q -- crds > manifests/crds.yaml
+
 # Write a development CA and serving certificate into certs/
 certs:
     cargo run -- certs --out certs --dns localhost --dns stork-service.kube-system.svc

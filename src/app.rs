@@ -17,7 +17,7 @@ use crate::{
     metrics::Metrics,
     monitor,
     server::{self, Health, Listen, Servers},
-    tls,
+    snapshot, tls,
     webhook::{WebhookConfig, WebhookState},
 };
 
@@ -90,18 +90,30 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                 metrics.clone(),
                 cancel.clone(),
             ));
-            if monitor.health_monitor {
+            if monitor.health_monitor || monitor.snapshot_controllers {
                 let (election, leading) = leader_election(&client, &namespace, &monitor, &metrics);
                 tasks.spawn(election.run_until(cancel.clone()));
-                let m = monitor::Monitor {
-                    client: client.clone(),
-                    cluster: view.clone(),
-                    driver: driver.clone(),
-                    events: events.clone(),
-                    metrics: metrics.clone(),
-                    settings: monitor_settings(&monitor),
-                };
-                tasks.spawn(m.run(leading, cancel.clone()));
+                if monitor.health_monitor {
+                    let m = monitor::Monitor {
+                        client: client.clone(),
+                        cluster: view.clone(),
+                        driver: driver.clone(),
+                        events: events.clone(),
+                        metrics: metrics.clone(),
+                        settings: monitor_settings(&monitor),
+                    };
+                    tasks.spawn(m.run(leading.clone(), cancel.clone()));
+                }
+                if monitor.snapshot_controllers {
+                    let ctx = snapshot::Context {
+                        client: client.clone(),
+                        cluster: view.clone(),
+                        driver: driver.clone(),
+                        events: events.clone(),
+                        settings: snapshot::Settings::default(),
+                    };
+                    tasks.spawn(snapshot::run(Arc::new(ctx), leading, cancel.clone()));
+                }
             }
             (view, events, Some(client))
         }

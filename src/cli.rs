@@ -25,6 +25,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Write a development CA and serving certificate.
     Certs(CertsArgs),
+    /// Print the snapshot CustomResourceDefinitions (the same as manifests/crds.yaml).
+    Crds,
 }
 
 /// Storage drivers.
@@ -84,13 +86,17 @@ pub struct ServeArgs {
     pub monitor: MonitorArgs,
 }
 
-/// Health monitor and the leader election it runs under (live mode only).
+/// Leader-only controllers (health monitor, snapshots) and their leader election (live mode only).
 #[derive(Debug, Clone, Args)]
 pub struct MonitorArgs {
     /// Delete pods whose node's storage driver is down so they restart next to a healthy replica
     /// (runs on the elected leader only). `--health-monitor=false` turns it off.
     #[arg(long, env = "STORK_HEALTH_MONITOR", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub health_monitor: bool,
+    /// Run the snapshot controller, the `stork-snapshot` restore provisioner and in-place
+    /// restores (on the elected leader only). `--snapshot-controllers=false` turns them off.
+    #[arg(long, env = "STORK_SNAPSHOT_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub snapshot_controllers: bool,
     /// How often the driver is polled (minimum 30s).
     #[arg(long, env = "STORK_MONITOR_INTERVAL", default_value = "120s", value_parser = parse_duration)]
     pub monitor_interval: Duration,
@@ -137,6 +143,7 @@ impl Default for MonitorArgs {
     fn default() -> Self {
         Self {
             health_monitor: true,
+            snapshot_controllers: true,
             monitor_interval: Duration::from_secs(120),
             monitor_dry_run: false,
             monitor_max_down_fraction: 0.5,

@@ -15,6 +15,11 @@ async fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => app::serve(*args).await,
         Command::Demo(args) => demo::run(args).await,
+        Command::Crds => {
+            use std::io::Write;
+            std::io::stdout().write_all(stork::snapshot::crd::crds_yaml().as_bytes())?;
+            Ok(())
+        }
         Command::Certs(args) => {
             let written = tls::write_dev_certs(&args.out, &args.dns)?;
             tracing::info!(?written, "certificates written");

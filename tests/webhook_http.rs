@@ -15,11 +15,13 @@ use stork::{
 
 const SEED_OBJECTS: &str = include_str!("../examples/seed/objects.yaml");
 const RESTORE_CLASS: &str = "---\napiVersion: storage.k8s.io/v1\nkind: StorageClass\nmetadata: {name: stork-snapshot-sc}\nprovisioner: stork-snapshot\n";
+/// Ready snapshot `default/snap-1`, and `default/snap-failed` that failed.
+const SNAPSHOTS: &str = include_str!("data/snapshot/snapshots.yaml");
 
 fn state() -> WebhookState {
     let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/topology.yaml");
     WebhookState {
-        cluster: Objects::from_yaml(&format!("{SEED_OBJECTS}{RESTORE_CLASS}")).expect("objects").into_view(),
+        cluster: Objects::from_yaml(&format!("{SEED_OBJECTS}{RESTORE_CLASS}{SNAPSHOTS}")).expect("objects").into_view(),
         driver: Arc::new(MockDriver::load(topology.as_ref()).expect("topology")),
         config: Arc::new(WebhookConfig::default()),
         metrics: Metrics::new(),
@@ -111,6 +113,19 @@ async fn a_restore_pvc_without_a_snapshot_annotation_is_denied_with_what_to_fix(
     assert!(msg.contains("snapshot.alpha.kubernetes.io/snapshot"), "{msg}");
     let ok = post("/validate", fixture("pvc-restore-with-snapshot.json")).await;
     assert_eq!(ok["allowed"], true);
+}
+
+#[actix_web::test]
+async fn a_restore_pvc_naming_a_missing_or_failed_snapshot_is_denied_with_the_reason() {
+    let missing = fixture("pvc-restore-with-snapshot.json").replace("snap-1", "snap-missing");
+    let r = post("/validate", missing).await;
+    assert_eq!(r["allowed"], false);
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("default/snap-missing") && msg.contains("does not exist"), "{msg}");
+    let failed = fixture("pvc-restore-with-snapshot.json").replace("snap-1", "snap-failed");
+    let r = post("/validate", failed).await;
+    assert_eq!(r["allowed"], false);
+    assert!(r["status"]["message"].as_str().unwrap().contains("pool is full"), "{r}");
 }
 
 #[actix_web::test]

@@ -16,11 +16,12 @@ use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
 use super::{ClusterView, ClusterWriters};
+use crate::snapshot::crd::VolumeSnapshot;
 
-/// Runs the four reflectors until `cancel` fires; marks the view synced once every store has
+/// Runs the reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.
 pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterWriters, cancel: CancellationToken) {
-    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced } = writers;
+    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced } = writers;
     let sync = async {
         let results = tokio::join!(
             view.storage_classes.wait_until_ready(),
@@ -34,13 +35,24 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         }
         std::future::pending::<()>().await;
     };
+    let snapshots_sync = async {
+        if view.snapshots.wait_until_ready().await.is_ok() {
+            snapshots_synced.store(true, Ordering::Release);
+            tracing::info!(count = view.snapshots.len(), "snapshot cache synced");
+        }
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
         _ = cancel.cancelled() => {}
         _ = sync => {}
+        _ = snapshots_sync => {}
         _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta) => {}
         _ = reflect(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs, trim_pvc) => {}
         _ = reflect(Api::<PersistentVolume>::all(client.clone()), pvs, trim_meta) => {}
-        _ = reflect(Api::<Node>::all(client), nodes, trim_node) => {}
+        _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node) => {}
+        // Without the snapshot CRDs this watch keeps failing (with backoff) and the webhook
+        // checks restore claims without it.
+        _ = reflect(Api::<VolumeSnapshot>::all(client), snapshots, trim_meta) => {}
     }
 }
 

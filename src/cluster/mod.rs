@@ -1,5 +1,5 @@
-//! `ClusterView`: the cached Kubernetes objects decisions read — StorageClasses, PVCs, PVs and
-//! Nodes. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
+//! `ClusterView`: the cached Kubernetes objects decisions read — StorageClasses, PVCs, PVs,
+//! Nodes and stork VolumeSnapshots. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
 //! Both fill the same kube-runtime stores, so decision code cannot tell them apart.
 
 mod live;
@@ -16,6 +16,8 @@ use k8s_openapi::api::{
     storage::v1::StorageClass,
 };
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
+
+use crate::snapshot::crd::VolumeSnapshot;
 
 pub use live::{run_reflectors, trim_node};
 pub use offline::{Objects, load_objects_file};
@@ -50,6 +52,9 @@ pub struct ClusterView {
     pvs: Store<PersistentVolume>,
     nodes: Store<Node>,
     synced: Arc<AtomicBool>,
+    snapshots: Store<VolumeSnapshot>,
+    // Separate from `synced`: the snapshot CRDs are optional, and readiness must not wait on them.
+    snapshots_synced: Arc<AtomicBool>,
 }
 
 /// Write side of the cache, consumed by the reflectors or the offline loader.
@@ -59,6 +64,8 @@ pub struct ClusterWriters {
     pub(crate) pvs: Writer<PersistentVolume>,
     pub(crate) nodes: Writer<Node>,
     pub(crate) synced: Arc<AtomicBool>,
+    pub(crate) snapshots: Writer<VolumeSnapshot>,
+    pub(crate) snapshots_synced: Arc<AtomicBool>,
 }
 
 impl ClusterView {
@@ -68,10 +75,36 @@ impl ClusterView {
         let (pvcs, pvc_w) = reflector::store();
         let (pvs, pv_w) = reflector::store();
         let (nodes, node_w) = reflector::store();
+        let (snapshots, snap_w) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
-        let view = Self { storage_classes, pvcs, pvs, nodes, synced: synced.clone() };
-        let writers = ClusterWriters { storage_classes: sc_w, pvcs: pvc_w, pvs: pv_w, nodes: node_w, synced };
+        let snapshots_synced = Arc::new(AtomicBool::new(false));
+        let view = Self {
+            storage_classes,
+            pvcs,
+            pvs,
+            nodes,
+            synced: synced.clone(),
+            snapshots,
+            snapshots_synced: snapshots_synced.clone(),
+        };
+        let writers = ClusterWriters {
+            storage_classes: sc_w,
+            pvcs: pvc_w,
+            pvs: pv_w,
+            nodes: node_w,
+            synced,
+            snapshots: snap_w,
+            snapshots_synced,
+        };
         (view, writers)
+    }
+
+    /// A stork `VolumeSnapshot` by namespace and name. The outer `None` means stork holds no
+    /// snapshot cache (CRDs not installed or not synced yet), so absence proves nothing.
+    pub fn snapshot(&self, namespace: &str, name: &str) -> Option<Option<Arc<VolumeSnapshot>>> {
+        self.snapshots_synced
+            .load(Ordering::Acquire)
+            .then(|| self.snapshots.get(&ObjectRef::new(name).within(namespace)))
     }
 
     /// True once every store has its initial list (readiness).

@@ -10,8 +10,11 @@ use kube::runtime::{reflector::store::Writer, watcher};
 use serde::de::DeserializeOwned;
 
 use super::{ClusterView, ClusterWriters, Error};
+use crate::snapshot::crd::VolumeSnapshot;
 
-/// Typed objects for the four kinds the view caches.
+const SNAPSHOT_API_VERSION: &str = "volumesnapshot.external-storage.k8s.io/v1";
+
+/// Typed objects of the kinds the view caches.
 #[derive(Debug, Default, Clone)]
 pub struct Objects {
     /// StorageClasses.
@@ -22,6 +25,8 @@ pub struct Objects {
     pub pvs: Vec<PersistentVolume>,
     /// Nodes.
     pub nodes: Vec<Node>,
+    /// stork VolumeSnapshots.
+    pub snapshots: Vec<VolumeSnapshot>,
 }
 
 impl Objects {
@@ -49,6 +54,9 @@ impl Objects {
                 "PersistentVolumeClaim" => out.pvcs.push(typed(doc).map_err(ctx)?),
                 "PersistentVolume" => out.pvs.push(typed(doc).map_err(ctx)?),
                 "Node" => out.nodes.push(typed(doc).map_err(ctx)?),
+                "VolumeSnapshot" if doc.get("apiVersion").and_then(|v| v.as_str()) == Some(SNAPSHOT_API_VERSION) => {
+                    out.snapshots.push(typed(doc).map_err(ctx)?)
+                }
                 _ => {
                     tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache")
                 }
@@ -65,12 +73,15 @@ impl Objects {
     }
 
     fn fill(self, w: ClusterWriters) {
-        let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced } = w;
+        let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced } = w;
         init(storage_classes, self.storage_classes);
         init(pvcs, self.pvcs);
         init(pvs, self.pvs);
         init(nodes, self.nodes);
+        init(snapshots, self.snapshots);
         synced.store(true, Ordering::Release);
+        // The file is the whole truth: a snapshot it does not list does not exist.
+        snapshots_synced.store(true, Ordering::Release);
     }
 }
 

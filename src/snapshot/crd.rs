@@ -5,10 +5,13 @@
 //! (`volumesnapshot.external-storage.k8s.io/v1`) that Stork users already have objects of;
 //! `VolumeSnapshotRestore` keeps Stork's `stork.libopenstorage.org/v1alpha1` shape.
 
+// Several `printcolumn(type_ = "string", …)` in one `#[kube]` look like repeated attributes to
+// clippy; they are separate columns.
+#![allow(clippy::duplicated_attributes)]
+
 use k8s_openapi::{
-    api::core::v1::ObjectReference,
+    api::core::v1::ObjectReference, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
     apimachinery::pkg::apis::meta::v1::Time,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{CustomResource, CustomResourceExt};
 use schemars::JsonSchema;
@@ -249,9 +252,18 @@ mod tests {
     }
 
     #[test]
+    fn the_checked_in_crds_match_the_rust_types() {
+        let checked_in = include_str!("../../manifests/crds.yaml");
+        assert!(
+            checked_in == crds_yaml(),
+            "manifests/crds.yaml is out of date with src/snapshot/crd.rs: run `just crds` and commit the result"
+        );
+    }
+
+    #[test]
     fn a_snapshot_written_by_stork_in_go_decodes() {
-        let v: VolumeSnapshot = serde_json::from_str(include_str!("../../tests/data/snapshot/go-volumesnapshot.json"))
-            .expect("decodes");
+        let v: VolumeSnapshot =
+            serde_json::from_str(include_str!("../../tests/data/snapshot/go-volumesnapshot.json")).expect("decodes");
         let status = v.status.unwrap();
         assert!(status.is_ready());
         assert_eq!(v.spec.snapshot_data_name, "k8s-volume-snapshot-2f3c5e1a");

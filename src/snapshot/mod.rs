@@ -54,7 +54,11 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { resync: Duration::from_secs(60), retry: Duration::from_secs(2), pod_stop_timeout: Duration::from_secs(120) }
+        Self {
+            resync: Duration::from_secs(60),
+            retry: Duration::from_secs(2),
+            pod_stop_timeout: Duration::from_secs(120),
+        }
     }
 }
 
@@ -87,11 +91,7 @@ pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: C
         tracing::info!("leader: snapshot controllers active");
         let work = async {
             wait_for_crds(&ctx.client).await;
-            tokio::join!(
-                controller::run(ctx.clone()),
-                provisioner::run(ctx.clone()),
-                restore::run(ctx.clone()),
-            );
+            tokio::join!(controller::run(ctx.clone()), provisioner::run(ctx.clone()), restore::run(ctx.clone()),);
         };
         tokio::select! {
             _ = cancel.cancelled() => return,
@@ -105,7 +105,8 @@ pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: C
 async fn wait_for_crds(client: &Client) {
     let mut told = false;
     loop {
-        let snaps = Api::<crd::VolumeSnapshot>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await;
+        let snaps =
+            Api::<crd::VolumeSnapshot>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await;
         let restores =
             Api::<crd::VolumeSnapshotRestore>::all(client.clone()).list_metadata(&ListParams::default().limit(1)).await;
         match (snaps, restores) {

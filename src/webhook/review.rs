@@ -12,7 +12,10 @@ use tracing::{Span, instrument};
 use super::{
     Error, MAX_REVIEW_BYTES, WebhookState,
     mutate_pod::mutate_pod,
-    validate_pvc::{RestoreClaim, SNAPSHOT_PROVISIONER, Verdict, validate_restore_claim},
+    validate_pvc::{
+        RestoreClaim, SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER, SnapshotFacts, Verdict, source_namespace,
+        validate_restore_claim,
+    },
 };
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
@@ -197,9 +200,14 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
     let ns = if req.namespace.is_empty() { meta.namespace.as_deref().unwrap_or_default() } else { &req.namespace };
     let name = meta.name.as_deref().or(meta.generate_name.as_deref()).unwrap_or_default();
     let no_annotations = BTreeMap::new();
-    let claim = RestoreClaim { namespace: ns, name, annotations: meta.annotations.as_ref().unwrap_or(&no_annotations) };
-    // Snapshot objects are not cached until the snapshot controllers exist.
-    match validate_restore_claim(&claim, None) {
+    let annotations = meta.annotations.as_ref().unwrap_or(&no_annotations);
+    let claim = RestoreClaim { namespace: ns, name, annotations };
+    let snapshot_name = annotations.get(SNAPSHOT_ANNOTATION).map_or("", |s| s.trim());
+    let facts = state
+        .cluster
+        .snapshot(source_namespace(ns, annotations), snapshot_name)
+        .map(|cached| cached.map(|s| SnapshotFacts::of(&s)));
+    match validate_restore_claim(&claim, facts.as_ref().map(Option::as_ref)) {
         Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w)),
         Verdict::Deny(msg) => {
             Span::current().record("decision", "denied");

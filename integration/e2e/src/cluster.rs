@@ -307,6 +307,8 @@ fn boot() -> Result<Components> {
     ]);
     procs.push(Proc::spawn("kwok", cmd, &dir)?);
 
+    step("installing the CRDs from manifests/crds.yaml", t0);
+    apply_crds(&kubeconfig)?;
     step("starting stork", t0);
     let stork_bin = bins.stork.clone();
     let (kc, topo, d) = (kubeconfig.clone(), topology.clone(), dir.clone());
@@ -398,6 +400,49 @@ fn register_webhooks(kubeconfig: &Path, dir: &Path) -> Result<()> {
                 _ => tokio::time::sleep(Duration::from_millis(250)).await, // poll until the deadline
             }
         }
+    })
+}
+
+/// Creates the CRDs of `manifests/crds.yaml` and waits until the apiserver serves them.
+fn apply_crds(kubeconfig: &Path) -> Result<()> {
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    use kube::api::{Api, PostParams};
+    let text = std::fs::read_to_string(repo_root().join("manifests/crds.yaml"))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).context("parse manifests/crds.yaml")?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = crate::client_for(kubeconfig).await?;
+        let api = Api::<CustomResourceDefinition>::all(client);
+        let mut names = Vec::new();
+        for doc in docs.into_iter().filter(|d| !d.is_null()) {
+            let crd: CustomResourceDefinition = serde_json::from_value(doc)?;
+            names.push(crd.metadata.name.clone().unwrap_or_default());
+            match api.create(&PostParams::default(), &crd).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 409 => {}
+                Err(e) => bail!("creating CRD {:?}: {e}", crd.metadata.name),
+            }
+        }
+        let deadline = Instant::now() + Duration::from_secs(30);
+        for name in names {
+            loop {
+                let crd = api.get(&name).await?;
+                let established = crd
+                    .status
+                    .and_then(|s| s.conditions)
+                    .into_iter()
+                    .flatten()
+                    .any(|c| c.type_ == "Established" && c.status == "True");
+                if established {
+                    break;
+                }
+                if Instant::now() > deadline {
+                    bail!("CRD {name} not Established after 30s");
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await; // poll until the deadline
+            }
+        }
+        Ok(())
     })
 }
 

@@ -11,3 +11,5 @@ mod monitor;
 mod scheduling;
 #[path = "suite/self_signed.rs"]
 mod self_signed;
+#[path = "suite/snapshots.rs"]
+mod snapshots;

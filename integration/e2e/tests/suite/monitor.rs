@@ -36,6 +36,8 @@ fn monitor_flags(lease: &str, backoff: &str) -> Vec<String> {
         "--leader-lease-duration=6s",
         "--leader-renew-deadline=4s",
         "--leader-retry-period=1s",
+        // The harness's own stork runs the snapshot controllers under its lease.
+        "--snapshot-controllers=false",
     ]
     .into_iter()
     .map(String::from)

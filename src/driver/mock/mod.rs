@@ -1,0 +1,414 @@
+//! The `mock` driver: node and volume state from a topology YAML file, re-read when it changes.
+//! It is the embedded default behind the demo, the tests and the benchmarks.
+//!
+//! Snapshots are real state too (the `SnapshotDriver` impl): snapshots, volumes restored from them and
+//! in-place restores. A driver loaded from `<dir>/<stem>.yaml` keeps that state in
+//! `<dir>/<stem>.snapshots.yaml` ([`state_path`]), written before each action reports success
+//! and re-read when it changes, so a restart or another stork replica sees the same volumes
+//! ([`MockDriver::load_with_state_file`] puts it elsewhere).
+//! The topology file itself is never written.
+
+mod snapshots;
+mod state;
+
+use std::{
+    collections::{BTreeMap, HashMap, HashSet},
+    path::{Path, PathBuf},
+    sync::{Arc, Mutex, MutexGuard, PoisonError},
+    time::Duration,
+};
+
+use arc_swap::ArcSwap;
+use k8s_openapi::api::core::v1::PersistentVolume;
+use serde::Deserialize;
+use tokio_util::sync::CancellationToken;
+
+use self::state::{Records, RestoredVolume};
+use super::{Driver, DriverNode, Error, NodeInventory, NodeStatus, SnapshotDriver, Volume};
+
+pub use self::{snapshots::REPLICAS_PARAMETER, state::state_path};
+
+/// StorageClass provisioner (and CSI driver name) the mock driver owns.
+pub const PROVISIONER: &str = "mock.stork.libopenstorage.org";
+/// Name prefix of the mock driver's CSI controller pods (as Stork's Portworx and mock drivers).
+pub const CSI_POD_PREFIX: &str = "px-csi-ext";
+/// How long an in-place restore runs before the volume takes the snapshot's content: long enough
+/// for an e2e test to see the claim's pods held Pending.
+pub const IN_PLACE_RESTORE_TIME: Duration = Duration::from_secs(3);
+
+/// The topology file, as pinned in DESIGN.md.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    /// Storage nodes.
+    #[serde(default)]
+    pub nodes: Vec<TopologyNode>,
+    /// Volumes.
+    #[serde(default)]
+    pub volumes: Vec<TopologyVolume>,
+}
+
+/// One node of the topology file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TopologyNode {
+    /// Storage id (required, unique).
+    pub id: String,
+    /// Kubernetes node name; default: id.
+    pub name: Option<String>,
+    /// Host name; default: name.
+    pub hostname: Option<String>,
+    /// IPs; default none.
+    #[serde(default)]
+    pub ips: Vec<String>,
+    /// Rack.
+    pub rack: Option<String>,
+    /// Zone.
+    pub zone: Option<String>,
+    /// Region.
+    pub region: Option<String>,
+    /// Driver status; default Online.
+    #[serde(default)]
+    pub status: NodeStatus,
+}
+
+/// One volume of the topology file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct TopologyVolume {
+    /// Volume id = the PV name.
+    pub id: String,
+    /// Storage ids of replica nodes.
+    #[serde(default)]
+    pub replicas: Vec<String>,
+    /// Volume labels.
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    /// Shared volume better served remotely.
+    #[serde(default)]
+    pub anti_hyperconvergence: bool,
+    /// Windows volume.
+    #[serde(default)]
+    pub windows: bool,
+}
+
+impl Topology {
+    /// Parses and validates topology YAML.
+    pub fn from_yaml(text: &str) -> Result<Self, String> {
+        let topo: Topology = if text.trim().is_empty() {
+            Topology::default()
+        } else {
+            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
+        };
+        let mut ids = HashSet::new();
+        for (i, n) in topo.nodes.iter().enumerate() {
+            if n.id.is_empty() {
+                return Err(format!("nodes[{i}]: id is required"));
+            }
+            if !ids.insert(n.id.as_str()) {
+                return Err(format!("nodes[{i}]: duplicate id {:?}", n.id));
+            }
+        }
+        let mut vols = HashSet::new();
+        for (i, v) in topo.volumes.iter().enumerate() {
+            if v.id.is_empty() {
+                return Err(format!("volumes[{i}]: id is required"));
+            }
+            if !vols.insert(v.id.as_str()) {
+                return Err(format!("volumes[{i}]: duplicate id {:?}", v.id));
+            }
+        }
+        Ok(topo)
+    }
+}
+
+/// What readers see: the node inventory and every volume by id (topology volumes, with in-place
+/// restores applied, and volumes restored from snapshots). Rebuilt whole after each change.
+#[derive(Debug, Default)]
+struct State {
+    inventory: Arc<NodeInventory>,
+    volumes: HashMap<String, Arc<Volume>>,
+}
+
+/// What the driver knows, from which [`State`] is built. Guarded by one mutex so that reloads and
+/// snapshot actions (read-modify-write of the state file) never interleave.
+#[derive(Debug, Default)]
+struct Inner {
+    topology: Topology,
+    inventory: Arc<NodeInventory>,
+    /// Ids of the topology file's volumes: stork may not create, delete or shadow these.
+    topology_volumes: HashSet<String>,
+    records: Records,
+}
+
+impl Inner {
+    fn new(topology: Topology, records: Records) -> Self {
+        let mut inner = Self { records, ..Self::default() };
+        inner.set_topology(topology);
+        inner
+    }
+
+    fn set_topology(&mut self, topology: Topology) {
+        let nodes = topology
+            .nodes
+            .iter()
+            .cloned()
+            .map(|n| {
+                let name = n.name.unwrap_or_else(|| n.id.clone());
+                DriverNode {
+                    hostname: n.hostname.unwrap_or_else(|| name.clone()).to_lowercase(),
+                    id: n.id,
+                    name,
+                    ips: n.ips,
+                    rack: n.rack.unwrap_or_default(),
+                    zone: n.zone.unwrap_or_default(),
+                    region: n.region.unwrap_or_default(),
+                    status: n.status,
+                }
+            })
+            .collect();
+        self.inventory = Arc::new(NodeInventory::new(nodes));
+        self.topology_volumes = topology.volumes.iter().map(|v| v.id.clone()).collect();
+        self.topology = topology;
+    }
+
+    fn state(&self) -> State {
+        let mut volumes = HashMap::with_capacity(self.topology.volumes.len() + self.records.volumes.len());
+        for v in &self.topology.volumes {
+            let mut vol = Volume {
+                id: v.id.clone(),
+                replicas: v.replicas.clone(),
+                labels: v.labels.clone(),
+                anti_hyperconvergence: v.anti_hyperconvergence,
+                windows: v.windows,
+            };
+            if let Some(o) = self.records.overrides.get(&v.id) {
+                vol.replicas.clone_from(&o.replicas);
+                vol.labels.clone_from(&o.labels);
+            }
+            volumes.insert(v.id.clone(), Arc::new(vol));
+        }
+        for (id, r) in &self.records.volumes {
+            if volumes.contains_key(id) {
+                // The topology file gained a volume stork had restored under the same id; the
+                // file is the operator's word, so it wins.
+                tracing::warn!(volume = %id, "restored volume is shadowed by a topology volume of the same id");
+                continue;
+            }
+            volumes.insert(id.clone(), Arc::new(r.volume(id)));
+        }
+        State { inventory: self.inventory.clone(), volumes }
+    }
+}
+
+impl RestoredVolume {
+    fn volume(&self, id: &str) -> Volume {
+        Volume {
+            id: id.to_string(),
+            replicas: self.replicas.clone(),
+            labels: self.labels.clone(),
+            anti_hyperconvergence: self.anti_hyperconvergence,
+            windows: self.windows,
+        }
+    }
+}
+
+/// The mock driver. Readers see an atomically swapped state and never block.
+pub struct MockDriver {
+    path: Option<PathBuf>,
+    state_path: Option<PathBuf>,
+    state: ArcSwap<State>,
+    inner: Mutex<Inner>,
+    restore_time: Duration,
+}
+
+impl MockDriver {
+    /// A driver over an in-memory topology (tests, benchmarks). Snapshot state stays in memory.
+    pub fn from_topology(topology: Topology) -> Self {
+        Self::new(None, Inner::new(topology, Records::default()))
+    }
+
+    /// Loads the topology file and its snapshot state file ([`state_path`]; missing means none
+    /// yet); fails with the path and the problem if either is unusable.
+    pub fn load(path: &Path) -> Result<Self, Error> {
+        Self::load_with_state_file(path, &state_path(path))
+    }
+
+    /// As [`Self::load`], with the snapshot state in `state` instead of next to the topology
+    /// (for a topology on a read-only mount, such as a ConfigMap volume).
+    pub fn load_with_state_file(path: &Path, state: &Path) -> Result<Self, Error> {
+        let topology = read_topology(path)?;
+        let records = state::read(state)?;
+        let files = Some((path.to_path_buf(), state.to_path_buf()));
+        Ok(Self::new(files, Inner::new(topology, records)))
+    }
+
+    fn new(files: Option<(PathBuf, PathBuf)>, inner: Inner) -> Self {
+        let (path, state_path) = files.unzip();
+        Self {
+            state_path,
+            path,
+            state: ArcSwap::from_pointee(inner.state()),
+            inner: Mutex::new(inner),
+            restore_time: IN_PLACE_RESTORE_TIME,
+        }
+    }
+
+    /// Sets how long an in-place restore takes (default [`IN_PLACE_RESTORE_TIME`]).
+    pub fn with_in_place_restore_time(mut self, restore_time: Duration) -> Self {
+        self.restore_time = restore_time;
+        self
+    }
+
+    /// The snapshot state file, when the driver was loaded from a topology file.
+    pub fn state_file(&self) -> Option<&Path> {
+        self.state_path.as_deref()
+    }
+
+    /// Re-reads the topology and snapshot state files. A file that fails to read keeps its
+    /// previous content in force; the first failure is returned.
+    pub fn reload(&self) -> Result<(), Error> {
+        let (Some(path), Some(state_path)) = (&self.path, &self.state_path) else {
+            return Ok(());
+        };
+        let mut inner = self.lock();
+        let mut changed = false;
+        let topology = read_topology(path).map(|t| {
+            if t != inner.topology {
+                tracing::info!(
+                    path = %path.display(),
+                    nodes = t.nodes.len(),
+                    volumes = t.volumes.len(),
+                    "mock topology reloaded"
+                );
+                inner.set_topology(t);
+                changed = true;
+            }
+        });
+        let records = state::read(state_path).map(|r| {
+            if r != inner.records {
+                tracing::info!(
+                    path = %state_path.display(),
+                    snapshots = r.snapshots.len(),
+                    volumes = r.volumes.len(),
+                    restores = r.restores.len(),
+                    "mock snapshot state reloaded"
+                );
+                inner.records = r;
+                changed = true;
+            }
+        });
+        if changed {
+            self.state.store(Arc::new(inner.state()));
+        }
+        match (topology, records) {
+            (Err(e), Err(other)) => {
+                tracing::warn!(error = %other, "keeping the previous mock snapshot state");
+                Err(e)
+            }
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Ok(()), Ok(())) => Ok(()),
+        }
+    }
+
+    /// Re-reads the topology and snapshot state whenever either file changes, until `cancel`.
+    pub async fn watch(self: Arc<Self>, cancel: CancellationToken) {
+        let (Some(path), Some(state_path)) = (self.path.clone(), self.state_path.clone()) else {
+            return;
+        };
+        let mut watch = match crate::watch::FileWatch::new(&[path.clone(), state_path], Duration::from_secs(5)) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "cannot watch mock topology; changes need a restart");
+                return;
+            }
+        };
+        loop {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                alive = watch.changed() => {
+                    if !alive { return; }
+                    if let Err(e) = self.reload() {
+                        tracing::warn!(error = %e, "keeping the previous mock driver state");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The guarded state; a panic elsewhere while holding it leaves consistent data (every
+    /// change is built aside and swapped in), so poisoning is ignored.
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+fn read_topology(path: &Path) -> Result<Topology, Error> {
+    let display = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology { path: display.clone(), source })?;
+    Topology::from_yaml(&text).map_err(|message| Error::Topology { path: display, message })
+}
+
+impl Driver for MockDriver {
+    fn name(&self) -> &str {
+        "mock"
+    }
+
+    fn owns_provisioner(&self, provisioner: &str) -> bool {
+        provisioner == PROVISIONER
+    }
+
+    fn nodes(&self) -> Result<Arc<NodeInventory>, Error> {
+        Ok(self.state.load().inventory.clone())
+    }
+
+    fn volume(&self, pv: &PersistentVolume) -> Result<Option<Arc<Volume>>, Error> {
+        let name = pv.metadata.name.as_deref().unwrap_or_default();
+        Ok(self.state.load().volumes.get(name).cloned())
+    }
+
+    fn csi_pod_prefix(&self) -> Option<&str> {
+        Some(CSI_POD_PREFIX)
+    }
+
+    fn snapshots(&self) -> Option<&dyn SnapshotDriver> {
+        Some(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_fill_name_hostname_and_status() {
+        let t = Topology::from_yaml("nodes:\n- id: N1\n  hostname: N1.Example\n- id: n2\n  name: k2\n").unwrap();
+        let d = MockDriver::from_topology(t);
+        let inv = d.nodes().unwrap();
+        let n1 = inv.by_id("N1").unwrap();
+        assert_eq!((n1.name.as_str(), n1.hostname.as_str(), n1.status), ("N1", "n1.example", NodeStatus::Online));
+        assert_eq!(inv.by_id("n2").unwrap().hostname, "k2");
+    }
+
+    #[test]
+    fn unknown_fields_duplicate_ids_and_missing_ids_are_rejected_with_the_location() {
+        assert!(Topology::from_yaml("nodes:\n- id: a\n  zonee: x\n").unwrap_err().contains("zonee"));
+        assert!(Topology::from_yaml("nodes:\n- id: a\n- id: a\n").unwrap_err().contains("nodes[1]: duplicate"));
+        assert!(Topology::from_yaml("volumes:\n- replicas: [a]\n").is_err());
+        assert!(Topology::from_yaml("nodes:\n- id: a\n  status: Sleeping\n").is_err());
+    }
+
+    #[test]
+    fn a_broken_rewrite_keeps_the_previous_topology() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.yaml");
+        std::fs::write(&path, "nodes:\n- id: a\n").unwrap();
+        let d = MockDriver::load(&path).unwrap();
+        std::fs::write(&path, "nodes: [").unwrap();
+        assert!(d.reload().is_err());
+        assert!(d.nodes().unwrap().by_id("a").is_some());
+        std::fs::write(&path, "nodes:\n- id: b\n  status: Offline\n").unwrap();
+        d.reload().unwrap();
+        assert_eq!(d.nodes().unwrap().by_id("b").unwrap().status, NodeStatus::Offline);
+    }
+}
