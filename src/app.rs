@@ -38,6 +38,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs {
         driver,
         mock_topology,
+        mock_state,
         objects,
         kubeconfig,
         listen,
@@ -65,7 +66,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let (driver, mock): (Arc<dyn Driver>, _) = match driver {
         DriverKind::Mock => {
             let path = mock_topology.context("--driver mock needs --mock-topology FILE")?;
-            let mock = Arc::new(MockDriver::load(&path)?);
+            let mock = match mock_state {
+                Some(state) => MockDriver::load_with_state_file(&path, &state)?,
+                None => MockDriver::load(&path)?,
+            };
+            let mock = Arc::new(mock);
             tasks.spawn(mock.clone().watch(cancel.clone()));
             (mock.clone(), Some(mock))
         }

@@ -47,6 +47,10 @@ pub struct ServeArgs {
     /// Mock driver state; re-read when the file changes.
     #[arg(long, env = "STORK_MOCK_TOPOLOGY")]
     pub mock_topology: Option<PathBuf>,
+    /// Where the mock driver keeps snapshots and restored volumes (written by the leader, read
+    /// by every replica); default `<topology stem>.snapshots.yaml` next to the topology file.
+    #[arg(long, env = "STORK_MOCK_STATE")]
+    pub mock_state: Option<PathBuf>,
     /// Offline mode: StorageClass/PVC/PV/Node objects from this multi-document YAML instead of
     /// a live cluster (no kube client, controllers off).
     #[arg(long, env = "STORK_OBJECTS")]

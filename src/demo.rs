@@ -34,6 +34,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let running = app::start(ServeArgs {
         driver: DriverKind::Mock,
         mock_topology: Some(topology.clone()),
+        mock_state: None,
         objects: Some(objects),
         kubeconfig: None,
         listen: "127.0.0.1:0".parse()?,

@@ -17,6 +17,17 @@ pub const NODE_UNSCHEDULABLE: &str = "operator.libopenstorage.org/unschedulable"
 /// PVC annotation: an in-place restore is running; pods must wait (value exactly `"true"`).
 pub const RESTORE_IN_PROGRESS: &str = "stork.libopenstorage.org/restore-in-progress";
 
+/// PVC annotation set with [`RESTORE_IN_PROGRESS`]: which `VolumeSnapshotRestore`
+/// (`namespace/name`) holds the claim, so only that restore ever removes the mark.
+pub const RESTORE_OWNER_ANNOTATION: &str = "stork.libopenstorage.org/restore-in-progress-by";
+/// VolumeSnapshot annotation: the driver snapshot id stork is taking for it, recorded before
+/// the driver is called; only a value derived from the object's own UID counts.
+pub const SNAPSHOT_ID_ANNOTATION: &str = "stork.libopenstorage.org/snapshot-id";
+/// VolumeSnapshot label (as Stork): the PV that was snapshotted.
+pub const SNAPSHOT_PV_NAME_LABEL: &str = "SnapshotMetadata-PVName";
+/// VolumeSnapshot label (as Stork): when the snapshot was requested, Unix nanoseconds.
+pub const SNAPSHOT_TIMESTAMP_LABEL: &str = "SnapshotMetadata-Timestamp";
+
 /// StorageClass provisioner of claims restored from a stork snapshot.
 pub const SNAPSHOT_PROVISIONER: &str = "stork-snapshot";
 /// PVC annotation naming the snapshot to restore.

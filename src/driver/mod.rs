@@ -46,6 +46,23 @@ pub enum Error {
         /// What is wrong.
         message: String,
     },
+    /// The mock driver's snapshot state file could not be read.
+    #[error("failed to read mock snapshot state {path}")]
+    ReadState {
+        /// The file.
+        path: String,
+        /// Cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The mock driver's snapshot state file is invalid.
+    #[error("failed to parse mock snapshot state {path}: {message}")]
+    State {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 /// Why a pod's volumes could not be resolved.

@@ -177,9 +177,9 @@ pub(super) fn read(path: &Path) -> Result<Records, Error> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Records::default()),
-        Err(source) => return Err(Error::ReadTopology { path: display, source }),
+        Err(source) => return Err(Error::ReadState { path: display, source }),
     };
-    Records::from_yaml(&text).map_err(|message| Error::Topology { path: display, message })
+    Records::from_yaml(&text).map_err(|message| Error::State { path: display, message })
 }
 
 /// Replaces the state file atomically: a temp file in the same directory, synced, renamed over.

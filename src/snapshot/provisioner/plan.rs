@@ -235,15 +235,11 @@ pub fn plan_provision(
     Ok(ProvisionPlan { pv_name, snapshot: source, snapshot_id: ds.snapshot_id.clone(), parameters })
 }
 
-/// Whether a data object's `volumeSnapshotRef` names this snapshot (namespace, name, and uid
-/// when both sides have one).
+/// Whether a data object's `volumeSnapshotRef` names this snapshot: the snapshot controller's
+/// rule, so a binding it accepts (Go Stork's `ns/name` form included) restores, and one it
+/// refuses does not.
 fn belongs_to(data: &VolumeSnapshotData, snap: &VolumeSnapshot) -> bool {
-    let Some(r) = data.spec.volume_snapshot_ref.as_ref() else { return false };
-    let uid_ok = match (r.uid.as_deref(), snap.metadata.uid.as_deref()) {
-        (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => a == b,
-        _ => true,
-    };
-    r.namespace == snap.metadata.namespace && r.name == snap.metadata.name && uid_ok
+    crate::snapshot::controller::points_at(data, snap)
 }
 
 /// The PV for a planned restore: the driver's volume source, pre-bound to the claim (`claimRef`

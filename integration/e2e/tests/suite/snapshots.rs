@@ -242,7 +242,8 @@ async fn an_in_place_restore_holds_the_pod_pending_while_it_runs_and_brings_it_b
     let claim = pvcs.get("data").await.unwrap();
     let annotations = claim.metadata.annotations.unwrap_or_default();
     assert!(!annotations.contains_key("stork.libopenstorage.org/restore-in-progress"), "{annotations:?}");
-    assert!(mock_state(cluster).contains(&snapshot_id));
+    let state = mock_state(cluster);
+    assert!(state.contains(&format!("restoredFrom: {snapshot_id}")), "the driver restored the volume:\n{state}");
 }
 
 fn phase_and_node(p: &Pod) -> (String, String) {

@@ -1,8 +1,15 @@
-use k8s_openapi::api::core::v1::Pod;
+use std::time::Duration;
+
+use k8s_openapi::{api::core::v1::Pod, apimachinery::pkg::apis::meta::v1::Time};
 use serde_json::json;
 
 use super::*;
-use crate::events::Severity;
+use crate::{
+    driver::Progress,
+    events::Severity,
+    knobs::{RESTORE_IN_PROGRESS, RESTORE_OWNER_ANNOTATION},
+    snapshot::crd::{RestoreVolumeInfo, VolumeSnapshotRestoreStatus},
+};
 
 fn at(secs: i64) -> Timestamp {
     Timestamp::from_second(1_800_000_000 + secs).unwrap()
@@ -71,7 +78,7 @@ fn pvc(annotations: serde_json::Value) -> PersistentVolumeClaim {
 }
 
 fn held_by(owner: &str) -> PersistentVolumeClaim {
-    pvc(json!({RESTORE_IN_PROGRESS: "true", OWNER_ANNOTATION: owner}))
+    pvc(json!({RESTORE_IN_PROGRESS: "true", RESTORE_OWNER_ANNOTATION: owner}))
 }
 
 fn pod(name: &str, scheduler: &str, node: &str) -> PodUse {
@@ -452,7 +459,7 @@ fn a_status_written_by_hand_fails_the_restore() {
 #[test]
 fn pods_using_the_claim_are_found_with_their_scheduler_node_and_state() {
     let list: k8s_openapi::List<Pod> =
-        serde_json::from_str(include_str!("../../tests/data/snapshot/restore/pods.json")).unwrap();
+        serde_json::from_str(include_str!("../../../tests/data/snapshot/restore/pods.json")).unwrap();
     let pods = pods_using(&list.items, "data");
     let got: Vec<_> = pods.iter().map(|p| (p.name.as_str(), p.scheduler.as_str(), p.on_node(), p.deleting)).collect();
     assert_eq!(
