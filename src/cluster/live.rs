@@ -46,27 +46,27 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = cancel.cancelled() => {}
         _ = sync => {}
         _ = snapshots_sync => {}
-        _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta) => {}
-        _ = reflect(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs, trim_pvc) => {}
-        _ = reflect(Api::<PersistentVolume>::all(client.clone()), pvs, trim_meta) => {}
-        _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node) => {}
+        _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || {}) => {}
+        _ = reflect(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs, trim_pvc, || {}) => {}
+        _ = reflect(Api::<PersistentVolume>::all(client.clone()), pvs, trim_meta, || {}) => {}
+        _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node, || view.node_changed()) => {}
         // Without the snapshot CRDs this watch keeps failing (with backoff) and the webhook
         // checks restore claims without it.
-        _ = reflect(Api::<VolumeSnapshot>::all(client), snapshots, trim_meta) => {}
+        _ = reflect(Api::<VolumeSnapshot>::all(client), snapshots, trim_meta, || {}) => {}
     }
 }
 
-async fn reflect<K>(api: Api<K>, writer: Writer<K>, trim: fn(&mut K))
+async fn reflect<K>(api: Api<K>, writer: Writer<K>, trim: fn(&mut K), changed: impl Fn())
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let kind = K::kind(&K::DynamicType::default()).to_string();
     let stream = watcher(api, watcher::Config::default()).default_backoff().modify(trim).reflect(writer);
-    let mut stream = std::pin::pin!(stream.applied_objects());
+    let mut stream = std::pin::pin!(stream.touched_objects());
     loop {
         match stream.try_next().await {
-            Ok(Some(_)) => {}
+            Ok(Some(_)) => changed(),
             Ok(None) => break,
             Err(e) => tracing::warn!(%kind, error = %e, "watch failed; retrying with backoff"),
         }

@@ -55,6 +55,7 @@ pub struct ClusterView {
     snapshots: Store<VolumeSnapshot>,
     // Separate from `synced`: the snapshot CRDs are optional, and readiness must not wait on them.
     snapshots_synced: Arc<AtomicBool>,
+    node_changes: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// Write side of the cache, consumed by the reflectors or the offline loader.
@@ -86,6 +87,7 @@ impl ClusterView {
             synced: synced.clone(),
             snapshots,
             snapshots_synced: snapshots_synced.clone(),
+            node_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
         };
         let writers = ClusterWriters {
             storage_classes: sc_w,
@@ -97,6 +99,21 @@ impl ClusterView {
             snapshots_synced,
         };
         (view, writers)
+    }
+
+    /// Ticks (a counter) whenever a cached Node changes, for drivers that derive their node
+    /// state from Nodes and must recompute it.
+    pub fn node_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.node_changes.subscribe()
+    }
+
+    /// All cached Nodes.
+    pub fn nodes(&self) -> Vec<Arc<Node>> {
+        self.nodes.state()
+    }
+
+    pub(crate) fn node_changed(&self) {
+        self.node_changes.send_modify(|n| *n = n.wrapping_add(1));
     }
 
     /// A stork `VolumeSnapshot` by namespace and name. The outer `None` means stork holds no

@@ -80,6 +80,11 @@ pub struct Volume {
     pub anti_hyperconvergence: bool,
     /// A Windows (SMB) volume: placement constraints do not apply.
     pub windows: bool,
+    /// Zones the volume is accessible in (CSI topology), when the driver knows no replica
+    /// nodes: a node in one of them scores as same-zone.
+    pub zones: Vec<String>,
+    /// Regions the volume is accessible in: a node in one of them scores as same-region.
+    pub regions: Vec<String>,
 }
 
 /// A pod's driver volume, with the PVC it came from and its effective labels.

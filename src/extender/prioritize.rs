@@ -89,10 +89,12 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
         for (total, d) in totals.iter_mut().zip(&matched) {
             if let Some(d) = d.filter(|d| d.status.is_schedulable()) {
                 offered |= replicas.iter().any(|r| r.id == d.id);
-                *total += locality_score(d, &replicas);
+                *total += locality_score(d, &replicas).max(segment_score(d, &v.volume));
             }
         }
-        if !offered {
+        // A volume known only by its topology segment has no replica node to miss.
+        let segment_only = v.volume.replicas.is_empty() && !(v.volume.zones.is_empty() && v.volume.regions.is_empty());
+        if !offered && !segment_only {
             far_volumes.push(v);
         }
     }
@@ -134,6 +136,19 @@ pub fn locality_score(d: &DriverNode, replicas: &[&DriverNode]) -> i64 {
     } else if !d.zone.is_empty() && any(&|r| r.zone == d.zone && r.region == d.region) {
         ZONE_SCORE
     } else if !d.region.is_empty() && any(&|r| r.region == d.region) {
+        REGION_SCORE
+    } else {
+        0
+    };
+    if d.status == NodeStatus::StorageDown { full / 2 } else { full }
+}
+
+/// Score of one healthy driver node for a volume's topology segment (CSI accessible topology):
+/// same zone, else same region; halved when the node's storage is down.
+pub fn segment_score(d: &DriverNode, volume: &driver::Volume) -> i64 {
+    let full = if !d.zone.is_empty() && volume.zones.contains(&d.zone) {
+        ZONE_SCORE
+    } else if !d.region.is_empty() && volume.regions.contains(&d.region) {
         REGION_SCORE
     } else {
         0

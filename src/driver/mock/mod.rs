@@ -181,6 +181,7 @@ impl Inner {
                 labels: v.labels.clone(),
                 anti_hyperconvergence: v.anti_hyperconvergence,
                 windows: v.windows,
+                ..Volume::default()
             };
             if let Some(o) = self.records.overrides.get(&v.id) {
                 vol.replicas.clone_from(&o.replicas);
@@ -209,6 +210,7 @@ impl RestoredVolume {
             labels: self.labels.clone(),
             anti_hyperconvergence: self.anti_hyperconvergence,
             windows: self.windows,
+            ..Volume::default()
         }
     }
 }

@@ -1,4 +1,5 @@
 use super::*;
+use crate::extender::prioritize::{REGION_SCORE, ZONE_SCORE, segment_score};
 use crate::{
     driver::NodeStatus::*,
     fixtures::{DriverNodeExt, PodExt, dnode, pod},
@@ -145,4 +146,19 @@ fn a_pod_with_only_pending_volumes_gets_default_scores() {
     let world = World::new().driver_nodes([dnode("n1")]).claim("late", "mock-wffc", None);
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("late"), &["n1"]);
     assert_eq!(s, scores(&[("n1", 5)]));
+}
+
+#[test]
+fn a_volume_known_only_by_its_topology_segment_scores_nodes_in_its_zone_then_region() {
+    let volume = crate::driver::Volume { zones: vec!["a".into()], regions: vec!["east".into()], ..Default::default() };
+    let node = |zone: &str, region: &str| crate::driver::DriverNode {
+        zone: zone.into(),
+        region: region.into(),
+        ..Default::default()
+    };
+    assert_eq!(segment_score(&node("a", "east"), &volume), ZONE_SCORE);
+    assert_eq!(segment_score(&node("b", "east"), &volume), REGION_SCORE);
+    assert_eq!(segment_score(&node("c", "west"), &volume), 0);
+    let down = crate::driver::DriverNode { status: StorageDown, ..node("a", "east") };
+    assert_eq!(segment_score(&down, &volume), ZONE_SCORE / 2);
 }
