@@ -10,7 +10,11 @@ use tokio_util::sync::CancellationToken;
 use crate::{
     cli::{DriverKind, MonitorArgs, SelfSignedArgs, ServeArgs},
     cluster::{self, ClusterView},
-    driver::{Driver, mock::MockDriver},
+    driver::{
+        Driver,
+        csi::{CsiConfig, CsiDriver, NodePluginSelector, snapshots::CsiSnapshots},
+        mock::MockDriver,
+    },
     events::EventSink,
     extender::{self, http::ExtenderState},
     leader,
@@ -39,6 +43,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         driver,
         mock_topology,
         mock_state,
+        csi_drivers,
+        csi_node_plugins,
+        csi_snapshot_class,
+        rack_label,
         objects,
         kubeconfig,
         listen,
@@ -63,6 +71,19 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let cancel = CancellationToken::new();
     let mut tasks = JoinSet::new();
 
+    let metrics = Metrics::new();
+    let (cluster, events, client) = match objects {
+        Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only(), None),
+        None => {
+            let client = kube_client(kubeconfig).await?;
+            let (view, writers) = ClusterView::new();
+            tasks.spawn(cluster::run_reflectors(client.clone(), view.clone(), writers, cancel.clone()));
+            let (events, drain) = EventSink::publishing(client.clone(), "stork", cancel.clone());
+            tasks.spawn(drain);
+            (view, events, Some(client))
+        }
+    };
+
     let (driver, mock): (Arc<dyn Driver>, _) = match driver {
         DriverKind::Mock => {
             let path = mock_topology.context("--driver mock needs --mock-topology FILE")?;
@@ -75,54 +96,64 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             (mock.clone(), Some(mock))
         }
         DriverKind::Csi => {
-            bail!("--driver csi is not available yet in this build; use --driver mock")
+            let Some(client) = &client else {
+                bail!(
+                    "--driver csi reads CSINodes and node-plugin pods from a live cluster; it cannot run with --objects"
+                );
+            };
+            let node_plugins = csi_node_plugins
+                .iter()
+                .map(|s| s.parse::<NodePluginSelector>().map_err(anyhow::Error::msg))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let config = CsiConfig { drivers: csi_drivers, node_plugins, rack_label };
+            config.validate()?;
+            let csi = CsiDriver::new(config, cluster.clone());
+            csi.enable_snapshots(CsiSnapshots::new(
+                client.clone(),
+                cluster.clone(),
+                csi_snapshot_class,
+                namespace.clone(),
+                std::time::Duration::from_secs(300),
+            ));
+            tasks.spawn(csi.clone().run(client.clone(), cancel.clone()));
+            (csi, None)
         }
     };
 
-    let metrics = Metrics::new();
-    let (cluster, events, client) = match objects {
-        Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only(), None),
-        None => {
-            let client = kube_client(kubeconfig).await?;
-            let (view, writers) = ClusterView::new();
-            tasks.spawn(cluster::run_reflectors(client.clone(), view.clone(), writers, cancel.clone()));
-            let (events, drain) = EventSink::publishing(client.clone(), "stork", cancel.clone());
-            tasks.spawn(drain);
-            tasks.spawn(extender::placement::run(
-                client.clone(),
-                view.clone(),
-                driver.clone(),
-                metrics.clone(),
-                cancel.clone(),
-            ));
-            if monitor.health_monitor || monitor.snapshot_controllers {
-                let (election, leading) = leader_election(&client, &namespace, &monitor, &metrics);
-                tasks.spawn(election.run_until(cancel.clone()));
-                if monitor.health_monitor {
-                    let m = monitor::Monitor {
-                        client: client.clone(),
-                        cluster: view.clone(),
-                        driver: driver.clone(),
-                        events: events.clone(),
-                        metrics: metrics.clone(),
-                        settings: monitor_settings(&monitor),
-                    };
-                    tasks.spawn(m.run(leading.clone(), cancel.clone()));
-                }
-                if monitor.snapshot_controllers {
-                    let ctx = snapshot::Context {
-                        client: client.clone(),
-                        cluster: view.clone(),
-                        driver: driver.clone(),
-                        events: events.clone(),
-                        settings: snapshot::Settings::default(),
-                    };
-                    tasks.spawn(snapshot::run(Arc::new(ctx), leading, cancel.clone()));
-                }
+    if let Some(client) = &client {
+        tasks.spawn(extender::placement::run(
+            client.clone(),
+            cluster.clone(),
+            driver.clone(),
+            metrics.clone(),
+            cancel.clone(),
+        ));
+        if monitor.health_monitor || monitor.snapshot_controllers {
+            let (election, leading) = leader_election(client, &namespace, &monitor, &metrics);
+            tasks.spawn(election.run_until(cancel.clone()));
+            if monitor.health_monitor {
+                let m = monitor::Monitor {
+                    client: client.clone(),
+                    cluster: cluster.clone(),
+                    driver: driver.clone(),
+                    events: events.clone(),
+                    metrics: metrics.clone(),
+                    settings: monitor_settings(&monitor),
+                };
+                tasks.spawn(m.run(leading.clone(), cancel.clone()));
             }
-            (view, events, Some(client))
+            if monitor.snapshot_controllers {
+                let ctx = snapshot::Context {
+                    client: client.clone(),
+                    cluster: cluster.clone(),
+                    driver: driver.clone(),
+                    events: events.clone(),
+                    settings: snapshot::Settings::default(),
+                };
+                tasks.spawn(snapshot::run(Arc::new(ctx), leading, cancel.clone()));
+            }
         }
-    };
+    }
 
     let https = match (self_signed, tls_cert, tls_key) {
         (Some(settings), _, _) => {

@@ -51,6 +51,21 @@ pub struct ServeArgs {
     /// by every replica); default `<topology stem>.snapshots.yaml` next to the topology file.
     #[arg(long, env = "STORK_MOCK_STATE")]
     pub mock_state: Option<PathBuf>,
+    /// CSI driver names stork serves with `--driver csi` (repeat the flag, or comma-separate).
+    #[arg(long = "csi-driver", env = "STORK_CSI_DRIVER", value_delimiter = ',')]
+    pub csi_drivers: Vec<String>,
+    /// Node-plugin pods of each `--csi-driver`, as `<NAMESPACE>/<LABEL-SELECTOR>`, paired with the
+    /// drivers in order (optional; without it a node is Online when its CSINode lists the driver
+    /// and the Node is Ready).
+    #[arg(long = "csi-node-plugin", env = "STORK_CSI_NODE_PLUGIN")]
+    pub csi_node_plugins: Vec<String>,
+    /// VolumeSnapshotClass (snapshot.storage.k8s.io/v1) for snapshots of CSI volumes; default:
+    /// the driver's default class.
+    #[arg(long, env = "STORK_CSI_SNAPSHOT_CLASS")]
+    pub csi_snapshot_class: Option<String>,
+    /// Node label holding the rack (zone and region come from topology.kubernetes.io labels).
+    #[arg(long, env = "STORK_RACK_LABEL", default_value = "stork.libopenstorage.org/rack")]
+    pub rack_label: String,
     /// Offline mode: StorageClass/PVC/PV/Node objects from this multi-document YAML instead of
     /// a live cluster (no kube client, controllers off).
     #[arg(long, env = "STORK_OBJECTS")]

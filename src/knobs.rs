@@ -55,6 +55,17 @@ pub fn flag(map: &BTreeMap<String, String>, key: &str, default: bool) -> bool {
     map.get(key).and_then(|v| parse_bool(v)).unwrap_or(default)
 }
 
+/// Whether a string is a valid Kubernetes label value: at most 63 alphanumerics, `-`, `_`, `.`,
+/// starting and ending alphanumeric (empty is valid). Values stork copies into labels are
+/// checked first, since a claim or volume name need not be one.
+pub fn is_label_value(v: &str) -> bool {
+    let edge = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
+    v.len() <= 63
+        && edge(v.chars().next())
+        && edge(v.chars().last())
+        && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -67,5 +78,22 @@ mod tests {
             assert_eq!(flag(&m, "k", true), want, "value {v:?}");
         }
         assert!(!flag(&BTreeMap::new(), "k", false));
+    }
+
+    #[test]
+    fn label_values_follow_the_kubernetes_rules() {
+        for (v, valid) in [
+            ("", true),
+            ("pvc-4b1f.x_y", true),
+            ("Upper_case.ok", true),
+            ("k8s-volume-snapshot-5e0c1d2a", true),
+            ("-lead", false),
+            ("trail.", false),
+            ("a/b", false),
+            ("not a label value", false),
+        ] {
+            assert_eq!(is_label_value(v), valid, "{v:?}");
+        }
+        assert!(is_label_value(&"a".repeat(63)) && !is_label_value(&"a".repeat(64)));
     }
 }

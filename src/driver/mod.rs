@@ -3,6 +3,7 @@
 //!
 //! Driver methods answer from the driver's own cache: they are called on request paths.
 
+pub mod csi;
 mod inventory;
 pub mod mock;
 mod snapshots;

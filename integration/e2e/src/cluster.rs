@@ -33,7 +33,7 @@ pub struct ClusterInfo {
 
 enum Cmd {
     StopStork(mpsc::Sender<Result<()>>),
-    StartStork(mpsc::Sender<Result<()>>),
+    StartStork(Vec<String>, mpsc::Sender<Result<()>>),
     Shutdown(mpsc::Sender<()>),
 }
 
@@ -114,7 +114,14 @@ impl Cluster {
 
     /// Starts stork again with the same flags and waits until it is ready.
     pub fn start_stork(&self) -> Result<()> {
-        self.call(Cmd::StartStork)
+        self.call(|tx| Cmd::StartStork(Vec::new(), tx))
+    }
+
+    /// Starts stork on the same ports and certificates but with `driver_args` instead of the
+    /// mock driver's (`--driver mock --mock-topology … --health-monitor=false`).
+    pub fn start_stork_with(&self, driver_args: &[&str]) -> Result<()> {
+        let args = driver_args.iter().map(|a| a.to_string()).collect();
+        self.call(|tx| Cmd::StartStork(args, tx))
     }
 
     /// Stops every process (for `stork-cluster up`, on SIGTERM).
@@ -150,7 +157,7 @@ impl Cluster {
 struct Components {
     info: ClusterInfo,
     procs: Vec<Proc>,
-    stork_cmd: Box<dyn Fn() -> Command + Send>,
+    stork_cmd: Box<dyn Fn(&[String]) -> Command + Send>,
 }
 
 fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>) {
@@ -179,8 +186,8 @@ fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>) 
                 };
                 let _ = reply.send(r);
             }
-            Cmd::StartStork(reply) => {
-                let r = Proc::spawn("stork", (comps.stork_cmd)(), &comps.info.dir).and_then(|mut p| {
+            Cmd::StartStork(args, reply) => {
+                let r = Proc::spawn("stork", (comps.stork_cmd)(&args), &comps.info.dir).and_then(|mut p| {
                     wait_http_ok(&mut p, comps.info.stork_admin_port, "/readyz", Duration::from_secs(60))?;
                     comps.procs.push(p);
                     Ok(())
@@ -312,18 +319,22 @@ fn boot() -> Result<Components> {
     step("starting stork", t0);
     let stork_bin = bins.stork.clone();
     let (kc, topo, d) = (kubeconfig.clone(), topology.clone(), dir.clone());
-    let stork_cmd = move || {
+    let stork_cmd = move |driver_args: &[String]| {
         let mut cmd = Command::new(&stork_bin);
-        cmd.env("RUST_LOG", "info,stork=debug").args(["serve", "--driver", "mock"]);
-        cmd.arg("--mock-topology").arg(&topo).arg("--kubeconfig").arg(&kc);
+        cmd.env("RUST_LOG", "info,stork=debug").arg("serve").arg("--kubeconfig").arg(&kc);
         cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
         cmd.args(["--admin-listen", &format!("127.0.0.1:{stork_admin_port}")]);
         cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
-        // The monitor deletes pods; tests that exercise it start their own replicas (`replica`).
-        cmd.arg("--health-monitor=false");
+        if driver_args.is_empty() {
+            cmd.args(["--driver", "mock"]).arg("--mock-topology").arg(&topo);
+            // The monitor deletes pods; tests that exercise it start their own replicas (`replica`).
+            cmd.arg("--health-monitor=false");
+        } else {
+            cmd.args(driver_args);
+        }
         cmd
     };
-    procs.push(Proc::spawn("stork", stork_cmd(), &dir)?);
+    procs.push(Proc::spawn("stork", stork_cmd(&[]), &dir)?);
     wait_http_ok(procs.last_mut().expect("stork"), stork_admin_port, "/readyz", Duration::from_secs(60))?;
     for p in procs.iter_mut() {
         p.check_alive()?;

@@ -3,6 +3,8 @@
 
 #[path = "suite/admission.rs"]
 mod admission;
+#[path = "suite/csi.rs"]
+mod csi;
 #[path = "suite/manifests.rs"]
 mod manifests;
 #[path = "suite/monitor.rs"]

@@ -11,7 +11,7 @@ use super::{READY_MESSAGE, Source, points_at, snapshot_id, stork_id};
 use crate::{
     driver::{DriverSnapshot, SnapshotError, SnapshotState},
     events::PodEvent,
-    knobs::{SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL},
+    knobs::{SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL, is_label_value},
     snapshot::crd::{
         CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, DriverSnapshotSource, SnapshotCondition, SnapshotStatus,
         VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotDataSpec,
@@ -371,14 +371,4 @@ fn owner(data: &VolumeSnapshotData) -> String {
         }
         None => "no VolumeSnapshot (spec.volumeSnapshotRef is empty)".into(),
     }
-}
-
-/// Whether a string is a valid label value (at most 63 alphanumerics, `-`, `_`, `.`, starting
-/// and ending alphanumeric).
-pub(super) fn is_label_value(v: &str) -> bool {
-    let edge = |c: Option<char>| c.is_none_or(|c| c.is_ascii_alphanumeric());
-    v.len() <= 63
-        && edge(v.chars().next())
-        && edge(v.chars().last())
-        && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }

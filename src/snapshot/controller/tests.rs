@@ -12,7 +12,7 @@ use k8s_openapi::{
 };
 
 use super::{
-    decide::{is_label_value, new_data, status_of},
+    decide::{new_data, status_of},
     *,
 };
 use crate::{
@@ -288,10 +288,4 @@ fn retries_back_off_from_the_retry_interval_to_a_minute() {
     let waits: Vec<u64> = (1..=7).map(|n| backoff(retry, n).as_secs()).collect();
     assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
     assert_eq!(backoff(retry, u32::MAX), MAX_BACKOFF);
-}
-
-#[test]
-fn label_values_stork_records_are_valid_kubernetes_label_values() {
-    assert!(is_label_value("pvc-4b1f.x_y") && is_label_value(""));
-    assert!(!is_label_value("-lead") && !is_label_value(&"a".repeat(64)) && !is_label_value("a/b"));
 }

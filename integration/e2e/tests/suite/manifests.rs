@@ -1,5 +1,6 @@
-//! `manifests/` renders with kustomize and every object is accepted by the real apiserver
-//! (server-side dry run: schema, CEL match conditions, RBAC references).
+//! `manifests/` (and the CSI overlay in `examples/csi/`) render with kustomize and every object
+//! is accepted by the real apiserver (server-side dry run: schema, CEL match conditions, RBAC
+//! references).
 
 use std::process::{Command, Stdio};
 
@@ -7,12 +8,23 @@ use stork_e2e::{repo_root, shared};
 
 #[tokio::test]
 async fn the_kustomize_base_renders_and_the_apiserver_accepts_every_object() {
+    let stdout = render_and_dry_run("manifests").await;
+    assert!(stdout.contains("mutatingwebhookconfiguration") && stdout.contains("deployment.apps/stork"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_csi_overlay_renders_and_the_apiserver_accepts_every_object() {
+    let stdout = render_and_dry_run("examples/csi").await;
+    assert!(stdout.contains("deployment.apps/stork") && !stdout.contains("stork-mock-topology"), "{stdout}");
+}
+
+/// `kubectl kustomize <dir>` piped into `kubectl apply --dry-run=server`; returns apply's output.
+async fn render_and_dry_run(dir: &str) -> String {
     let (cluster, _) = shared().await;
     let kubectl = std::env::var("KUBECTL").unwrap_or_else(|_| "kubectl".into());
-    let render =
-        Command::new(&kubectl).arg("kustomize").arg(repo_root().join("manifests")).output().unwrap_or_else(|e| {
-            panic!("{kubectl} not runnable ({e}); install kubectl (.ci/run does: apt-get install kubernetes-client)")
-        });
+    let render = Command::new(&kubectl).arg("kustomize").arg(repo_root().join(dir)).output().unwrap_or_else(|e| {
+        panic!("{kubectl} not runnable ({e}); install kubectl (.ci/run does: apt-get install kubernetes-client)")
+    });
     assert!(render.status.success(), "kubectl kustomize failed: {}", String::from_utf8_lossy(&render.stderr));
     let mut apply = Command::new(&kubectl)
         .arg("--kubeconfig")
@@ -32,5 +44,5 @@ async fn the_kustomize_base_renders_and_the_apiserver_accepts_every_object() {
         "server-side dry run refused the manifests:\n{}\n{stdout}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(stdout.contains("mutatingwebhookconfiguration") && stdout.contains("deployment.apps/stork"), "{stdout}");
+    stdout.into_owned()
 }
