@@ -57,9 +57,18 @@ cluster-down:
     rm -f "$pidfile"
     echo "cluster stopped"
 
-# Criterion micro-benchmarks of filter+prioritize (decode, decide, encode)
+# The whole benchmark suite (about 15 minutes on two cores); rewrites BENCHMARKS.md
 bench:
-    cargo bench --bench extender
+    cargo build --release -p stork -p stork-bench --bin stork --bin stork-bench
+    cargo bench --bench extender -- --warm-up-time 1 --measurement-time 3
+    target/release/stork-bench run
+    # e2e scheduling bench: see integration/e2e (added by the e2e bench owner)
+    target/release/stork-bench render
+
+# CI-sized benchmark smoke (seconds): every request must succeed; BENCHMARKS.md is left alone
+bench-smoke:
+    cargo build --release -p stork -p stork-bench --bin stork --bin stork-bench
+    target/release/stork-bench run --smoke
 
 # Regenerate manifests/crds.yaml from the Rust types (a unit test fails when they drift)
 crds:

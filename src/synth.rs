@@ -2,6 +2,8 @@
 //! driver state and ExtenderArgs bodies shaped like a real cluster's (full Node objects carry
 //! images, conditions and labels, as kube-scheduler sends them).
 
+use std::io::Write;
+
 use serde_json::{Value, json};
 
 use crate::{
@@ -62,49 +64,114 @@ pub fn node_json(i: usize) -> Value {
     })
 }
 
+/// The StorageClass every synthetic claim uses (provisioned by the mock driver).
+pub fn storage_class_json() -> Value {
+    json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "mock-sc"}, "provisioner": PROVISIONER})
+}
+
+/// Claim `bench/data-<v>`, bound to PV `pv-<v>`.
+pub fn pvc_json(v: usize) -> Value {
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": format!("data-{v}"), "namespace": "bench", "uid": format!("10000000-0000-0000-0000-{v:012}")},
+        "spec": {
+            "storageClassName": "mock-sc", "volumeName": format!("pv-{v}"), "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": "10Gi"}}
+        },
+        "status": {"phase": "Bound", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "10Gi"}}
+    })
+}
+
+/// PV `pv-<v>`, a mock-driver CSI volume bound to claim `bench/data-<v>`.
+pub fn pv_json(v: usize) -> Value {
+    let pv = format!("pv-{v}");
+    json!({
+        "apiVersion": "v1", "kind": "PersistentVolume",
+        "metadata": {"name": pv},
+        "spec": {
+            "storageClassName": "mock-sc", "accessModes": ["ReadWriteOnce"], "capacity": {"storage": "10Gi"},
+            "persistentVolumeReclaimPolicy": "Delete",
+            "claimRef": {"kind": "PersistentVolumeClaim", "namespace": "bench", "name": format!("data-{v}")},
+            "csi": {"driver": PROVISIONER, "volumeHandle": pv}
+        },
+        "status": {"phase": "Bound"}
+    })
+}
+
+/// Node `i` as the mock driver sees it (zone `i % 3`, rack `i % 24`).
+pub fn topology_node(i: usize) -> TopologyNode {
+    TopologyNode {
+        id: node_name(i),
+        ips: vec![format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)],
+        zone: Some(format!("zone-{}", i % 3)),
+        rack: Some(format!("rack-{}", i % 24)),
+        region: Some("region-1".into()),
+        ..TopologyNode::default()
+    }
+}
+
+/// Volume `pv-<v>` with three replicas on consecutive-by-7 nodes of a `nodes`-node cluster.
+pub fn topology_volume(v: usize, nodes: usize) -> TopologyVolume {
+    let replicas = (0..3.min(nodes)).map(|r| node_name((v * 7 + r) % nodes)).collect();
+    TopologyVolume { id: format!("pv-{v}"), replicas, ..TopologyVolume::default() }
+}
+
+/// Writes the objects of a `nodes`-node cluster with `volumes` bound claims as multi-document
+/// YAML (one JSON document per object), streaming: memory stays flat at any size.
+pub fn write_objects(out: &mut impl Write, nodes: usize, volumes: usize) -> std::io::Result<()> {
+    let docs = std::iter::once(storage_class_json())
+        .chain((0..nodes).map(node_json))
+        .chain((0..volumes).flat_map(|v| [pvc_json(v), pv_json(v)]));
+    for doc in docs {
+        out.write_all(b"---\n")?;
+        serde_json::to_writer(&mut *out, &doc)?;
+        out.write_all(b"\n")?;
+    }
+    Ok(())
+}
+
+/// Writes the mock topology of the same cluster (topology file format, as JSON), streaming.
+pub fn write_topology(out: &mut impl Write, nodes: usize, volumes: usize) -> std::io::Result<()> {
+    out.write_all(b"{\"nodes\": [\n")?;
+    for i in 0..nodes {
+        let n = topology_node(i);
+        let node = json!({"id": n.id, "ips": n.ips, "zone": n.zone, "rack": n.rack, "region": n.region});
+        write_item(out, i, &node)?;
+    }
+    out.write_all(b"],\n\"volumes\": [\n")?;
+    for v in 0..volumes {
+        let t = topology_volume(v, nodes);
+        write_item(out, v, &json!({"id": t.id, "replicas": t.replicas}))?;
+    }
+    out.write_all(b"]}\n")
+}
+
+fn write_item(out: &mut impl Write, index: usize, item: &Value) -> std::io::Result<()> {
+    if index > 0 {
+        out.write_all(b",\n")?;
+    }
+    serde_json::to_writer(&mut *out, item)?;
+    Ok(())
+}
+
 impl SynthCluster {
     /// `nodes` driver nodes in 3 zones of 8 racks each, and `volumes` bound volumes with three
     /// replicas spread over consecutive nodes.
     pub fn new(nodes: usize, volumes: usize) -> Self {
         let node_names: Vec<String> = (0..nodes).map(node_name).collect();
         let mut objects = Objects::default();
-        objects.storage_classes.push(
-            serde_json::from_value(json!({"metadata": {"name": "mock-sc"}, "provisioner": PROVISIONER}))
-                .expect("storage class"),
-        );
+        objects.storage_classes.push(serde_json::from_value(storage_class_json()).expect("storage class"));
         let mut topology = Topology::default();
-        for (i, name) in node_names.iter().enumerate() {
+        for i in 0..nodes {
             let mut n: k8s_openapi::api::core::v1::Node = serde_json::from_value(node_json(i)).expect("node");
             crate::cluster::trim_node(&mut n);
             objects.nodes.push(n);
-            topology.nodes.push(TopologyNode {
-                id: name.clone(),
-                ips: vec![format!("10.{}.{}.{}", i / 65536 % 256, i / 256 % 256, i % 256)],
-                zone: Some(format!("zone-{}", i % 3)),
-                rack: Some(format!("rack-{}", i % 24)),
-                region: Some("region-1".into()),
-                ..TopologyNode::default()
-            });
+            topology.nodes.push(topology_node(i));
         }
         for v in 0..volumes {
-            let (claim, pv) = (format!("data-{v}"), format!("pv-{v}"));
-            let replicas = (0..3.min(nodes)).map(|r| node_names[(v * 7 + r) % nodes].clone()).collect();
-            topology.volumes.push(TopologyVolume { id: pv.clone(), replicas, ..TopologyVolume::default() });
-            objects.pvcs.push(
-                serde_json::from_value(json!({
-                    "metadata": {"name": claim, "namespace": "bench"},
-                    "spec": {"storageClassName": "mock-sc", "volumeName": pv},
-                    "status": {"phase": "Bound"}
-                }))
-                .expect("pvc"),
-            );
-            objects.pvs.push(
-                serde_json::from_value(json!({
-                    "metadata": {"name": pv},
-                    "spec": {"storageClassName": "mock-sc", "csi": {"driver": PROVISIONER, "volumeHandle": pv}}
-                }))
-                .expect("pv"),
-            );
+            topology.volumes.push(topology_volume(v, nodes));
+            objects.pvcs.push(serde_json::from_value(pvc_json(v)).expect("pvc"));
+            objects.pvs.push(serde_json::from_value(pv_json(v)).expect("pv"));
         }
         Self { objects, topology, node_names }
     }

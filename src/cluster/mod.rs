@@ -8,7 +8,7 @@ pub mod pod;
 
 use std::sync::{
     Arc,
-    atomic::{AtomicBool, Ordering},
+    atomic::{AtomicBool, AtomicU64, Ordering},
 };
 
 use k8s_openapi::api::{
@@ -56,7 +56,13 @@ pub struct ClusterView {
     // Separate from `synced`: the snapshot CRDs are optional, and readiness must not wait on them.
     snapshots_synced: Arc<AtomicBool>,
     node_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    // Same count as `node_changes`, readable without a lock on every extender request.
+    node_generation: Arc<AtomicU64>,
+    id: u64,
 }
+
+/// Source of [`ClusterView::id`]s.
+static NEXT_VIEW_ID: AtomicU64 = AtomicU64::new(1);
 
 /// Write side of the cache, consumed by the reflectors or the offline loader.
 pub struct ClusterWriters {
@@ -88,6 +94,8 @@ impl ClusterView {
             snapshots,
             snapshots_synced: snapshots_synced.clone(),
             node_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            node_generation: Arc::new(AtomicU64::new(0)),
+            id: NEXT_VIEW_ID.fetch_add(1, Ordering::Relaxed),
         };
         let writers = ClusterWriters {
             storage_classes: sc_w,
@@ -113,7 +121,20 @@ impl ClusterView {
     }
 
     pub(crate) fn node_changed(&self) {
+        // Bumped after the store write it reports, so a reader that sees the new count also sees the write.
+        self.node_generation.fetch_add(1, Ordering::AcqRel);
         self.node_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Counts Node changes: anything derived from the Node cache while this returned `g` is
+    /// current for as long as it still returns `g`. Read it before reading the Nodes.
+    pub fn node_generation(&self) -> u64 {
+        self.node_generation.load(Ordering::Acquire)
+    }
+
+    /// Identifies the stores behind this view (shared by its clones), for caches keyed by view.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// A stork `VolumeSnapshot` by namespace and name. The outer `None` means stork holds no
@@ -176,6 +197,12 @@ pub fn storage_class_name(pvc: &PersistentVolumeClaim) -> Option<&str> {
             .map(String::as_str)
     })
     .filter(|n| !n.is_empty())
+}
+
+/// Whether the storage operator marked the Node unschedulable for storage (annotation parsed as true).
+pub fn storage_unschedulable(node: &Node) -> bool {
+    let value = node.metadata.annotations.as_ref().and_then(|a| a.get(crate::knobs::NODE_UNSCHEDULABLE));
+    value.and_then(|v| crate::knobs::parse_bool(v)) == Some(true)
 }
 
 /// `status.addresses` of a Node as (type, address) pairs.

@@ -1,13 +1,23 @@
-//! Offline mode: the cluster view loaded once from a multi-document YAML file.
+//! Offline mode: the cluster view loaded once from a file of Kubernetes objects — multi-document
+//! YAML, or JSON such as `kubectl get -o json` (a `kind: List`).
+//!
+//! Objects go into the stores one at a time as they are parsed: YAML is read from the file one
+//! document at a time, JSON items are kept as raw slices of the text until typed. A large file
+//! therefore costs about its cached objects, not a parsed tree of everything at once.
 
-use std::{path::Path, sync::atomic::Ordering};
+use std::{
+    io::{BufRead, BufReader, Read},
+    path::Path,
+    sync::atomic::Ordering,
+};
 
 use k8s_openapi::api::{
     core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
     storage::v1::StorageClass,
 };
 use kube::runtime::{reflector::store::Writer, watcher};
-use serde::de::DeserializeOwned;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Value, value::RawValue};
 
 use super::{ClusterView, ClusterWriters, Error};
 use crate::snapshot::crd::VolumeSnapshot;
@@ -29,93 +39,244 @@ pub struct Objects {
     pub snapshots: Vec<VolumeSnapshot>,
 }
 
+/// One object of a kind the view caches. Transient (one document at a time), so the size
+/// difference between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Object {
+    StorageClass(StorageClass),
+    Pvc(PersistentVolumeClaim),
+    Pv(PersistentVolume),
+    Node(Node),
+    Snapshot(VolumeSnapshot),
+}
+
 impl Objects {
-    /// Parses multi-document YAML; `kind: List` documents are flattened, other kinds are
-    /// ignored so a full `kubectl get -o yaml` dump can be used as is.
+    /// Parses multi-document YAML or JSON; `kind: List` documents are flattened, other kinds
+    /// are ignored so a full `kubectl get -o yaml` (or `-o json`) dump can be used as is.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let docs: Vec<serde_json::Value> = serde_saphyr::from_multiple(text).map_err(|e| e.to_string())?;
         let mut out = Self::default();
-        let mut queue: Vec<serde_json::Value> = docs.into_iter().rev().collect();
-        let mut index = 0;
-        while let Some(doc) = queue.pop() {
-            index += 1;
-            if doc.is_null() {
-                continue;
-            }
-            let kind = doc.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
-            let ctx = |e: serde_json::Error| format!("object {index} ({kind}): {e}");
-            match kind.as_str() {
-                "List" => {
-                    if let Some(items) = doc.get("items").and_then(|i| i.as_array()) {
-                        queue.extend(items.iter().rev().cloned());
-                    }
-                }
-                "StorageClass" => out.storage_classes.push(typed(doc).map_err(ctx)?),
-                "PersistentVolumeClaim" => out.pvcs.push(typed(doc).map_err(ctx)?),
-                "PersistentVolume" => out.pvs.push(typed(doc).map_err(ctx)?),
-                "Node" => out.nodes.push(typed(doc).map_err(ctx)?),
-                "VolumeSnapshot" if doc.get("apiVersion").and_then(|v| v.as_str()) == Some(SNAPSHOT_API_VERSION) => {
-                    out.snapshots.push(typed(doc).map_err(ctx)?)
-                }
-                _ => {
-                    tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache")
-                }
-            }
-        }
+        parse_text(text, &mut |o| out.push(o))?;
         Ok(out)
     }
 
     /// A synced view holding exactly these objects.
     pub fn into_view(self) -> ClusterView {
         let (view, writers) = ClusterView::new();
-        self.fill(writers);
+        let mut feed = Feed::start(writers);
+        let Self { storage_classes, pvcs, pvs, nodes, snapshots } = self;
+        storage_classes.into_iter().for_each(|o| feed.apply(Object::StorageClass(o)));
+        pvcs.into_iter().for_each(|o| feed.apply(Object::Pvc(o)));
+        pvs.into_iter().for_each(|o| feed.apply(Object::Pv(o)));
+        nodes.into_iter().for_each(|o| feed.apply(Object::Node(o)));
+        snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
+        feed.finish();
         view
     }
 
-    fn fill(self, w: ClusterWriters) {
-        let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced } = w;
-        init(storage_classes, self.storage_classes);
-        init(pvcs, self.pvcs);
-        init(pvs, self.pvs);
-        init(nodes, self.nodes);
-        init(snapshots, self.snapshots);
+    fn push(&mut self, object: Object) {
+        match object {
+            Object::StorageClass(o) => self.storage_classes.push(o),
+            Object::Pvc(o) => self.pvcs.push(o),
+            Object::Pv(o) => self.pvs.push(o),
+            Object::Node(o) => self.nodes.push(o),
+            Object::Snapshot(o) => self.snapshots.push(o),
+        }
+    }
+}
+
+/// Replays complete lists into the stores, exactly as the watchers' initial lists would.
+struct Feed(ClusterWriters);
+
+impl Feed {
+    fn start(mut w: ClusterWriters) -> Self {
+        w.storage_classes.apply_watcher_event(&watcher::Event::Init);
+        w.pvcs.apply_watcher_event(&watcher::Event::Init);
+        w.pvs.apply_watcher_event(&watcher::Event::Init);
+        w.nodes.apply_watcher_event(&watcher::Event::Init);
+        w.snapshots.apply_watcher_event(&watcher::Event::Init);
+        Self(w)
+    }
+
+    fn apply(&mut self, object: Object) {
+        let w = &mut self.0;
+        match object {
+            Object::StorageClass(o) => init_apply(&mut w.storage_classes, o),
+            Object::Pvc(o) => init_apply(&mut w.pvcs, o),
+            Object::Pv(o) => init_apply(&mut w.pvs, o),
+            Object::Node(o) => init_apply(&mut w.nodes, o),
+            Object::Snapshot(o) => init_apply(&mut w.snapshots, o),
+        }
+    }
+
+    fn finish(self) {
+        let ClusterWriters {
+            mut storage_classes,
+            mut pvcs,
+            mut pvs,
+            mut nodes,
+            synced,
+            mut snapshots,
+            snapshots_synced,
+        } = self.0;
+        storage_classes.apply_watcher_event(&watcher::Event::InitDone);
+        pvcs.apply_watcher_event(&watcher::Event::InitDone);
+        pvs.apply_watcher_event(&watcher::Event::InitDone);
+        nodes.apply_watcher_event(&watcher::Event::InitDone);
+        snapshots.apply_watcher_event(&watcher::Event::InitDone);
         synced.store(true, Ordering::Release);
         // The file is the whole truth: a snapshot it does not list does not exist.
         snapshots_synced.store(true, Ordering::Release);
     }
 }
 
-fn typed<T: DeserializeOwned>(doc: serde_json::Value) -> Result<T, serde_json::Error> {
-    serde_json::from_value(doc)
-}
-
-/// Replays a complete list into a store, exactly as a watcher's initial list would.
-fn init<K>(mut writer: Writer<K>, objects: Vec<K>)
+fn init_apply<K>(writer: &mut Writer<K>, object: K)
 where
     K: kube::Resource + Clone + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for o in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(o));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
+    writer.apply_watcher_event(&watcher::Event::InitApply(object));
 }
 
 /// Loads `--objects FILE` into a synced view.
 pub fn load_objects_file(path: &Path) -> Result<ClusterView, Error> {
     let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadObjects { path: display.clone(), source })?;
-    let objects = Objects::from_yaml(&text).map_err(|message| Error::ParseObjects { path: display, message })?;
-    tracing::info!(
-        path = %path.display(),
-        storageclasses = objects.storage_classes.len(),
-        pvcs = objects.pvcs.len(),
-        pvs = objects.pvs.len(),
-        nodes = objects.nodes.len(),
-        "loaded offline cluster objects"
-    );
-    Ok(objects.into_view())
+    let read_err = |source| Error::ReadObjects { path: display.clone(), source };
+    let mut reader = BufReader::with_capacity(1 << 16, std::fs::File::open(path).map_err(read_err)?);
+    let (view, writers) = ClusterView::new();
+    let mut feed = Feed::start(writers);
+    let parsed = if starts_like_json(&mut reader).map_err(read_err)? {
+        let mut text = String::new();
+        reader.read_to_string(&mut text).map_err(read_err)?;
+        parse_text(&text, &mut |o| feed.apply(o))
+    } else {
+        parse_yaml(reader, &mut |o| feed.apply(o))
+    };
+    parsed.map_err(|message| Error::ParseObjects { path: display, message })?;
+    feed.finish();
+    let [(_, storageclasses), (_, pvcs), (_, pvs), (_, nodes)] = view.counts();
+    tracing::info!(path = %path.display(), storageclasses, pvcs, pvs, nodes, "loaded offline cluster objects");
+    Ok(view)
+}
+
+/// Whether the first non-blank byte opens a JSON object or array (the buffer is not consumed).
+fn starts_like_json(reader: &mut impl BufRead) -> std::io::Result<bool> {
+    let buf = reader.fill_buf()?;
+    Ok(buf.iter().find(|b| !b.is_ascii_whitespace()).is_some_and(|b| matches!(b, b'{' | b'[')))
+}
+
+/// Parses YAML or JSON text. JSON takes the fast path; text that only looks like JSON (a YAML
+/// flow mapping) falls back to the YAML parser, before any object was emitted.
+fn parse_text(text: &str, each: &mut dyn FnMut(Object)) -> Result<(), String> {
+    if starts_like_json(&mut text.as_bytes()).unwrap_or(false) {
+        let docs: Result<Vec<&RawValue>, _> = serde_json::Deserializer::from_str(text).into_iter().collect();
+        if let Ok(docs) = docs {
+            let mut walk = Walk { index: 0, each };
+            return docs.into_iter().try_for_each(|doc| walk.raw(doc));
+        }
+    }
+    parse_yaml(text.as_bytes(), each)
+}
+
+/// Streams YAML documents: only one document's tree exists at a time.
+fn parse_yaml(mut reader: impl Read, each: &mut dyn FnMut(Object)) -> Result<(), String> {
+    // The file is the operator's own input, not a request: the parser's default budget (sized
+    // against hostile input) would refuse a large cluster's dump, so only nesting stays bounded.
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_reader_input_bytes = None;
+    budget.max_events = usize::MAX;
+    budget.max_nodes = usize::MAX;
+    budget.max_total_scalar_bytes = usize::MAX;
+    budget.max_documents = usize::MAX;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    let mut walk = Walk { index: 0, each };
+    for doc in serde_saphyr::read_with_options::<_, Value>(&mut reader, options) {
+        walk.value(doc.map_err(|e| e.to_string())?)?;
+    }
+    Ok(())
+}
+
+/// The fields that route a raw JSON document.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct Header<'a> {
+    #[serde(default)]
+    kind: String,
+    #[serde(default)]
+    api_version: String,
+    #[serde(borrow, default)]
+    items: Option<Vec<&'a RawValue>>,
+}
+
+/// Visits documents in order, flattening lists; `index` numbers every object for messages.
+struct Walk<'f> {
+    index: usize,
+    each: &'f mut dyn FnMut(Object),
+}
+
+/// A document not yet typed.
+enum Doc<'a> {
+    Value(Value),
+    Raw(&'a RawValue),
+}
+
+impl Doc<'_> {
+    fn typed<T: DeserializeOwned>(self) -> Result<T, serde_json::Error> {
+        match self {
+            Doc::Value(v) => serde_json::from_value(v),
+            Doc::Raw(r) => serde_json::from_str(r.get()),
+        }
+    }
+}
+
+impl Walk<'_> {
+    fn value(&mut self, doc: Value) -> Result<(), String> {
+        self.index += 1;
+        let Value::Object(mut map) = doc else { return Ok(()) };
+        let kind = map.get("kind").and_then(|k| k.as_str()).unwrap_or_default().to_string();
+        if kind == "List" {
+            // Items are typed one at a time and each one's tree is dropped right after.
+            if let Some(Value::Array(items)) = map.remove("items") {
+                return items.into_iter().try_for_each(|item| self.value(item));
+            }
+            return Ok(());
+        }
+        let api_version = map.get("apiVersion").and_then(|v| v.as_str()).unwrap_or_default().to_string();
+        self.object(&kind, &api_version, Doc::Value(Value::Object(map)))
+    }
+
+    fn raw(&mut self, doc: &RawValue) -> Result<(), String> {
+        self.index += 1;
+        // Anything that is not an object with a string kind is ignored, as in YAML.
+        let header: Header = serde_json::from_str(doc.get()).unwrap_or_default();
+        if header.kind == "List" {
+            return header.items.unwrap_or_default().into_iter().try_for_each(|item| self.raw(item));
+        }
+        self.object(&header.kind, &header.api_version, Doc::Raw(doc))
+    }
+
+    fn object(&mut self, kind: &str, api_version: &str, doc: Doc) -> Result<(), String> {
+        let index = self.index;
+        let ctx = |e: serde_json::Error| format!("object {index} ({kind}): {e}");
+        let object = match kind {
+            "StorageClass" => Object::StorageClass(doc.typed().map_err(ctx)?),
+            "PersistentVolumeClaim" => Object::Pvc(doc.typed().map_err(ctx)?),
+            "PersistentVolume" => Object::Pv(doc.typed().map_err(ctx)?),
+            "Node" => {
+                // Cached as the live reflector caches Nodes: without images and other bulk.
+                let mut node: Node = doc.typed().map_err(ctx)?;
+                super::trim_node(&mut node);
+                Object::Node(node)
+            }
+            "VolumeSnapshot" if api_version == SNAPSHOT_API_VERSION => Object::Snapshot(doc.typed().map_err(ctx)?),
+            _ => {
+                tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache");
+                return Ok(());
+            }
+        };
+        (self.each)(object);
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -137,5 +298,40 @@ mod tests {
     fn a_wrongly_typed_object_reports_its_index_and_kind() {
         let err = Objects::from_yaml("kind: Node\nmetadata: {name: [1]}\n").unwrap_err();
         assert!(err.contains("object 1 (Node)"), "{err}");
+    }
+
+    #[test]
+    fn a_json_list_takes_the_same_path_as_yaml_and_nested_lists_flatten() {
+        let json = r#"{"kind": "List", "items": [
+            {"kind": "Node", "metadata": {"name": "n1"}, "status": {"images": [{"names": ["x"]}]}},
+            {"kind": "List", "items": [{"kind": "PersistentVolume", "metadata": {"name": "pv1"}}]},
+            {"kind": "ConfigMap", "metadata": {"name": "c"}}, 7, null]}"#;
+        let objects = Objects::from_yaml(json).unwrap();
+        assert_eq!((objects.nodes.len(), objects.pvs.len()), (1, 1));
+        assert!(
+            objects.nodes[0].status.as_ref().unwrap().images.is_none(),
+            "nodes are trimmed as live mode trims them"
+        );
+        let err = Objects::from_yaml(r#"{"kind": "List", "items": [{"kind": "Node", "metadata": 3}]}"#).unwrap_err();
+        assert!(err.contains("object 2 (Node)"), "{err}");
+    }
+
+    #[test]
+    fn a_yaml_flow_mapping_that_is_not_json_still_loads() {
+        let objects = Objects::from_yaml("{kind: Node, metadata: {name: n1}}\n").unwrap();
+        assert_eq!(objects.nodes.len(), 1);
+    }
+
+    #[test]
+    fn many_documents_load_beyond_the_parser_default_budget() {
+        let mut yaml = String::new();
+        for i in 0..2_000 {
+            yaml.push_str(&format!("---\nkind: PersistentVolume\nmetadata: {{name: pv{i}}}\n"));
+        }
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), yaml).unwrap();
+        let view = load_objects_file(file.path()).unwrap();
+        assert!(view.is_synced());
+        assert!(view.pv("pv1999").is_some());
     }
 }

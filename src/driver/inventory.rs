@@ -1,10 +1,22 @@
-//! The driver's node inventory, indexed so a Kubernetes node finds its driver nodes in O(1).
+//! The driver's node inventory, indexed so a Kubernetes node finds its driver nodes in O(1),
+//! plus a per-inventory index of the cluster's cached Nodes (see [`KubeNodes`]).
 
+use std::sync::{
+    Arc, Mutex, PoisonError,
+    atomic::{AtomicU64, Ordering},
+};
+
+use arc_swap::ArcSwapOption;
+use k8s_openapi::api::core::v1::Node;
 // FxHash: keys are node names and IPs from our own caches, not attacker-chosen, and SipHash
 // was the largest cost of matching at 5,000 nodes.
 use rustc_hash::FxHashMap as HashMap;
 
 use super::types::DriverNode;
+use crate::cluster::{ClusterView, node_addresses, storage_unschedulable};
+
+/// Source of [`NodeInventory::id`]s.
+static NEXT_INVENTORY_ID: AtomicU64 = AtomicU64::new(1);
 
 /// How a Kubernetes node presents itself: name plus `status.addresses`.
 #[derive(Debug, Clone, Copy)]
@@ -16,19 +28,39 @@ pub struct NodeIdentity<'a> {
 }
 
 /// Driver nodes in driver order, with lookup indexes for node matching.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct NodeInventory {
+    id: u64,
     nodes: Vec<DriverNode>,
     by_id: HashMap<String, Vec<usize>>,
     by_name: HashMap<String, Vec<usize>>,
     by_hostname: HashMap<String, Vec<usize>>,
     by_ip: HashMap<String, Vec<usize>>,
+    /// The cluster's Nodes matched against this inventory; replaced when the Node cache changes.
+    kube: ArcSwapOption<KubeNodes>,
+    /// Held while rebuilding `kube`, so concurrent requests that see it stale build it once.
+    rebuild: Mutex<()>,
+}
+
+impl Default for NodeInventory {
+    fn default() -> Self {
+        Self::new(Vec::new())
+    }
 }
 
 impl NodeInventory {
     /// Builds the indexes; with a duplicate storage id, [`Self::by_id`] answers the first entry.
     pub fn new(nodes: Vec<DriverNode>) -> Self {
-        let mut inv = Self { nodes, ..Self::default() };
+        let mut inv = Self {
+            id: NEXT_INVENTORY_ID.fetch_add(1, Ordering::Relaxed),
+            nodes,
+            by_id: HashMap::default(),
+            by_name: HashMap::default(),
+            by_hostname: HashMap::default(),
+            by_ip: HashMap::default(),
+            kube: ArcSwapOption::empty(),
+            rebuild: Mutex::new(()),
+        };
         for (i, n) in inv.nodes.iter().enumerate() {
             inv.by_id.entry(n.id.clone()).or_default().push(i);
             inv.by_name.entry(n.name.clone()).or_default().push(i);
@@ -38,6 +70,11 @@ impl NodeInventory {
             }
         }
         inv
+    }
+
+    /// Unique among the inventories of this process: tells which inventory match indices refer to.
+    pub fn id(&self) -> u64 {
+        self.id
     }
 
     /// All driver nodes, in driver order.
@@ -76,14 +113,155 @@ impl NodeInventory {
                 _ => {}
             }
         }
-        out.sort_unstable_by_key(|&i| (self.nodes[i].status.rank(), i));
-        out.dedup();
+        if out.len() > 1 {
+            out.sort_unstable_by_key(|&i| (self.nodes[i].status.rank(), i));
+            out.dedup();
+        }
     }
 
     /// The preferred driver node for this Kubernetes node: best status, then driver order.
     pub fn best_match(&self, node: NodeIdentity<'_>, scratch: &mut Vec<usize>) -> Option<usize> {
         self.matches(node, scratch);
         scratch.first().copied()
+    }
+}
+
+impl NodeInventory {
+    /// The cached Nodes of `cluster` matched against this inventory, exactly as [`Self::matches`]
+    /// matches them by name and addresses. Built on first use and again after any Node change
+    /// (reusing the entries of Nodes that did not change); lock-free while current.
+    pub fn kube_nodes(&self, cluster: &ClusterView) -> Arc<KubeNodes> {
+        let current = |k: &KubeNodes, generation| k.view == cluster.id() && k.generation == generation;
+        // The generation is read before the Nodes: a change after this read bumps it again.
+        let generation = cluster.node_generation();
+        if let Some(k) = self.kube.load_full()
+            && current(&k, generation)
+        {
+            return k;
+        }
+        let _rebuilding = self.rebuild.lock().unwrap_or_else(PoisonError::into_inner);
+        let generation = cluster.node_generation();
+        let previous = self.kube.load_full();
+        if let Some(k) = previous.as_ref().filter(|k| current(k, generation)) {
+            return k.clone();
+        }
+        let reusable = previous.as_deref().filter(|k| k.view == cluster.id());
+        let built = Arc::new(self.build_kube_nodes(cluster, generation, reusable));
+        self.kube.store(Some(built.clone()));
+        built
+    }
+
+    fn build_kube_nodes(&self, cluster: &ClusterView, generation: u64, previous: Option<&KubeNodes>) -> KubeNodes {
+        let nodes = cluster.nodes();
+        let mut by_name = HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
+        let mut scratch = Vec::new();
+        for node in nodes {
+            let Some(name) = node.metadata.name.as_deref() else { continue };
+            // The store replaces a changed Node's Arc, so an unchanged Arc means an unchanged entry.
+            let same =
+                previous.and_then(|p| p.by_name.get_key_value(name)).filter(|(_, e)| Arc::ptr_eq(&e.node, &node));
+            if let Some((key, entry)) = same {
+                by_name.insert(key.clone(), entry.clone());
+                continue;
+            }
+            let addresses = node_addresses(&node);
+            self.matches(NodeIdentity { name, addresses: &addresses }, &mut scratch);
+            let key = Arc::from(name);
+            let entry =
+                KubeNode { storage_unschedulable: storage_unschedulable(&node), found: Found::of(&scratch), node };
+            by_name.insert(key, entry);
+        }
+        KubeNodes { inventory: self.id, view: cluster.id(), generation, by_name }
+    }
+}
+
+/// The cached Nodes of one cluster view, each with its driver matches in one inventory: what
+/// names mode needs per node, looked up with one hash probe instead of a cache read and a match.
+pub struct KubeNodes {
+    inventory: u64,
+    view: u64,
+    generation: u64,
+    by_name: HashMap<Arc<str>, KubeNode>,
+}
+
+impl KubeNodes {
+    /// The [`NodeInventory::id`] that match indices refer to.
+    pub fn inventory(&self) -> u64 {
+        self.inventory
+    }
+
+    /// The cached Node of this name.
+    pub fn get(&self, name: &str) -> Option<&KubeNode> {
+        self.by_name.get(name)
+    }
+
+    /// Number of cached Nodes.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether no Node is cached.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}
+
+impl std::fmt::Debug for KubeNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeNodes")
+            .field("inventory", &self.inventory)
+            .field("view", &self.view)
+            .field("generation", &self.generation)
+            .field("nodes", &self.by_name.len())
+            .finish()
+    }
+}
+
+/// One cached Node with what decisions read about it.
+#[derive(Debug, Clone)]
+pub struct KubeNode {
+    node: Arc<Node>,
+    storage_unschedulable: bool,
+    found: Found,
+}
+
+impl KubeNode {
+    /// The driver entries that are this node, best first: [`NodeInventory::matches`] of the Node.
+    pub fn matches(&self) -> &[usize] {
+        match &self.found {
+            Found::Few(n, idx) => &idx[..usize::from(*n)],
+            Found::Many(idx) => idx,
+        }
+    }
+
+    /// The storage operator marked the Node unschedulable.
+    pub fn storage_unschedulable(&self) -> bool {
+        self.storage_unschedulable
+    }
+
+    /// Whether the cached Node has exactly these `status.addresses`, in this order.
+    pub fn has_addresses<'s>(&self, mut addresses: impl ExactSizeIterator<Item = (&'s str, &'s str)>) -> bool {
+        let cached = self.node.status.as_ref().and_then(|s| s.addresses.as_deref()).unwrap_or_default();
+        cached.len() == addresses.len()
+            && cached.iter().all(|c| addresses.next().is_some_and(|(k, a)| c.type_ == k && c.address == a))
+    }
+}
+
+/// Match indices stored inline for the usual one or two entries.
+#[derive(Debug, Clone)]
+enum Found {
+    Few(u8, [usize; 2]),
+    Many(Arc<[usize]>),
+}
+
+impl Found {
+    fn of(matches: &[usize]) -> Self {
+        match *matches {
+            [] => Self::Few(0, [0; 2]),
+            [a] => Self::Few(1, [a, 0]),
+            [a, b] => Self::Few(2, [a, b]),
+            _ => Self::Many(matches.into()),
+        }
     }
 }
 
@@ -148,5 +326,70 @@ mod tests {
         stale.name = "k8s-a".into();
         let inv = NodeInventory::new(vec![stale, dn("a", NodeStatus::Online)]);
         assert_eq!(matched(&inv, "k8s-a", &[]), ["a", "old"]);
+    }
+
+    fn k8s_node(name: &str, addresses: &[(&str, &str)], unschedulable: Option<&str>) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": name,
+                "annotations": unschedulable.map(|v| serde_json::json!({crate::knobs::NODE_UNSCHEDULABLE: v})),
+            },
+            "status": {"addresses": addresses.iter().map(|(t, a)| serde_json::json!({"type": t, "address": a})).collect::<Vec<_>>()},
+        }))
+        .unwrap()
+    }
+
+    fn apply(writers: &mut crate::cluster::ClusterWriters, node: Node) {
+        writers.nodes.apply_watcher_event(&kube::runtime::watcher::Event::Apply(node));
+    }
+
+    fn indexed(index: &KubeNodes, inv: &NodeInventory, name: &str) -> Option<Vec<String>> {
+        index.get(name).map(|e| e.matches().iter().map(|&i| inv.get(i).id.clone()).collect())
+    }
+
+    #[test]
+    fn the_node_index_answers_what_matching_each_cached_node_answers() {
+        let mut stale = dn("old", NodeStatus::Offline);
+        stale.name = "k8s-a".into();
+        let inv = NodeInventory::new(vec![stale, dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
+        let (view, mut writers) = ClusterView::new();
+        apply(&mut writers, k8s_node("k8s-a", &[], Some("true")));
+        apply(&mut writers, k8s_node("x", &[("Hostname", "bb.lan"), ("ExternalIP", "10.0.0.1")], Some("nope")));
+        apply(&mut writers, k8s_node("plain", &[("InternalIP", "192.168.0.1")], None));
+        let index = inv.kube_nodes(&view);
+        assert_eq!((index.inventory(), index.len()), (inv.id(), 3));
+        assert_eq!(indexed(&index, &inv, "k8s-a").unwrap(), matched(&inv, "k8s-a", &[]));
+        assert_eq!(indexed(&index, &inv, "x").unwrap(), ["bb"]);
+        assert_eq!(indexed(&index, &inv, "plain").unwrap(), Vec::<String>::new());
+        assert!(indexed(&index, &inv, "unknown").is_none());
+        let flags: Vec<bool> =
+            ["k8s-a", "x", "plain"].iter().map(|n| index.get(n).unwrap().storage_unschedulable()).collect();
+        assert_eq!(flags, [true, false, false]);
+        assert!(
+            index.get("x").unwrap().has_addresses([("Hostname", "bb.lan"), ("ExternalIP", "10.0.0.1")].into_iter())
+        );
+        assert!(!index.get("x").unwrap().has_addresses([("Hostname", "bb.lan")].into_iter()));
+    }
+
+    #[test]
+    fn the_node_index_is_kept_while_nodes_are_unchanged_and_rebuilt_after_a_node_change() {
+        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
+        let (view, mut writers) = ClusterView::new();
+        apply(&mut writers, k8s_node("n1", &[("Hostname", "a")], None));
+        apply(&mut writers, k8s_node("n2", &[], None));
+        let first = inv.kube_nodes(&view);
+        assert!(Arc::ptr_eq(&first, &inv.kube_nodes(&view)), "no change, same index");
+
+        apply(&mut writers, k8s_node("n2", &[("InternalIP", "10.0.0.2")], Some("true")));
+        view.node_changed();
+        let second = inv.kube_nodes(&view);
+        assert_eq!(indexed(&second, &inv, "n2").unwrap(), ["bb"]);
+        assert!(second.get("n2").unwrap().storage_unschedulable());
+        assert_eq!(indexed(&second, &inv, "n1").unwrap(), ["a"]);
+
+        // Another view of other stores never sees this view's nodes.
+        let (other, _w) = ClusterView::new();
+        assert!(inv.kube_nodes(&other).is_empty());
+        assert_eq!(inv.kube_nodes(&view).len(), 2);
     }
 }

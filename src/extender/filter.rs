@@ -8,6 +8,7 @@ use std::collections::HashMap;
 
 use super::{Candidate, Inputs, UNRESOLVABLE_EVENT};
 use crate::{
+    cluster::ClusterView,
     driver::{self, NodeInventory, NodeStatus, PodVolume, VolumesError},
     events::PodEvent,
     knobs,
@@ -117,8 +118,15 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
 
     let prefer_local = knobs::flag(&input.pod.metadata.annotations, knobs::PREFER_LOCAL_NODE_ONLY, false);
     let local: Vec<&PodVolume> = volumes.bound.iter().filter(|v| !v.volume.anti_hyperconvergence).collect();
-    let rules = NodeRules { inventory: &inventory, prefer_local, local: &local, remote_only: &remote_only };
+    let rules = NodeRules {
+        inventory: &inventory,
+        cluster: input.cluster,
+        prefer_local,
+        local: &local,
+        remote_only: &remote_only,
+    };
     let mut scratch = Vec::new();
+    decision.kept.reserve_exact(schedulable.len());
     for i in schedulable {
         match rules.admit(&nodes[i], &mut scratch) {
             Ok(()) => decision.kept.push(i),
@@ -149,6 +157,7 @@ fn wants_remote_only(v: &PodVolume) -> bool {
 
 struct NodeRules<'a> {
     inventory: &'a NodeInventory,
+    cluster: &'a ClusterView,
     prefer_local: bool,
     /// Volumes that want the pod next to them (not anti-hyperconverged).
     local: &'a [&'a PodVolume],
@@ -158,9 +167,8 @@ struct NodeRules<'a> {
 impl NodeRules<'_> {
     /// Admits a node if one of its driver entries passes every rule; else the first entry's reason.
     fn admit(&self, node: &Candidate<'_>, scratch: &mut Vec<usize>) -> Result<(), String> {
-        self.inventory.matches(node.identity(), scratch);
         let mut reason = None;
-        for &idx in scratch.iter() {
+        for &idx in node.matches(self.inventory, self.cluster, scratch) {
             let d = self.inventory.get(idx);
             let why = if !d.status.is_schedulable() {
                 Some(format!("storage driver is {} on this node", d.status))
@@ -197,8 +205,8 @@ fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision
     let mut scratch = Vec::new();
     let mut decision = FilterDecision::default();
     for (i, node) in nodes.iter().enumerate() {
-        inventory.matches(node.identity(), &mut scratch);
-        if scratch.iter().any(|&m| inventory.get(m).status.is_schedulable()) {
+        let found = node.matches(&inventory, input.cluster, &mut scratch);
+        if found.iter().any(|&m| inventory.get(m).status.is_schedulable()) {
             decision.kept.push(i);
         } else {
             decision.failed.push((i, "storage driver is not running on this node".to_string()));

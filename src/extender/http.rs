@@ -4,13 +4,12 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_TYPE, web};
-use k8s_openapi::api::core::v1::Node;
 use tracing::{Span, instrument};
 
 use super::{
-    Candidate, Error, Inputs, MAX_BODY_BYTES, filter,
+    Candidate, Error, Indexed, Inputs, MAX_BODY_BYTES, filter,
     prioritize::{self, Scores},
-    wire::{ExtenderArgs, FilterResult, HostPriority, RequestNode, ResponseNodeList},
+    wire::{ExtenderArgs, FilterResult, HostScore, RequestNode, ResponseNodeList},
 };
 use crate::{
     body::read_body,
@@ -72,98 +71,124 @@ async fn prioritize_handler(
     result.inspect_err(|e| state.metrics.extender.failed("prioritize", e.metric_label()))
 }
 
-/// Nodes of a request in either mode, with the cached Node objects that names mode borrows from.
-enum RequestNodes<'a> {
-    Full(Vec<RequestNode<'a>>),
-    Names(&'a [String], Vec<Option<Arc<Node>>>),
-}
-
-impl<'a> RequestNodes<'a> {
-    fn new(args: &'a mut ExtenderArgs<'a>, cluster: &ClusterView) -> Result<Self, Error> {
-        if let Some(list) = args.nodes.take() {
-            Ok(Self::Full(list.items))
-        } else if let Some(names) = &args.node_names {
-            Ok(Self::Names(names, names.iter().map(|n| cluster.node(n)).collect()))
-        } else {
-            Err(Error::MissingNodes)
-        }
+/// Decodes a request and hands its pod and nodes to `decide`, with the request's raw nodes in
+/// full-node mode. Candidates take their driver matches from the inventory's node index: in
+/// names mode every fact comes from there (no cache read per node); in full-node mode the
+/// index answers for a node whose addresses are the cached Node's.
+fn with_request<R>(
+    state: &ExtenderState,
+    body: &[u8],
+    decide: impl FnOnce(&PodFacts, &[Candidate<'_>], Option<&[RequestNode<'_>]>) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let mut args: ExtenderArgs<'_> = serde_json::from_slice(body).map_err(Error::Decode)?;
+    let pod = args.pod.take().ok_or(Error::MissingPod)?;
+    let span = Span::current();
+    if !span.is_disabled() {
+        span.record("pod", pod.display_name());
     }
-
-    fn candidates(&self) -> Vec<Candidate<'_>> {
-        match self {
-            Self::Full(items) => items
-                .iter()
-                .map(|n| Candidate {
-                    name: &n.name,
-                    addresses: n.addresses.iter().map(|(k, a)| (k.as_ref(), a.as_ref())).collect(),
-                    storage_unschedulable: n.storage_unschedulable,
-                })
-                .collect(),
-            Self::Names(names, cached) => {
-                names.iter().zip(cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect()
-            }
-        }
+    // Without driver nodes there is nothing to match; decisions then read the cache directly.
+    let index = state.driver.nodes().ok().map(|inventory| inventory.kube_nodes(&state.cluster));
+    let index = index.as_deref();
+    if let Some(list) = &args.nodes {
+        let candidates: Vec<Candidate<'_>> = list
+            .items
+            .iter()
+            .map(|n| {
+                let addresses: Vec<(&str, &str)> = n.addresses.iter().map(|(k, a)| (k.as_ref(), a.as_ref())).collect();
+                let indexed = index.and_then(|ix| {
+                    let cached = ix.get(&n.name).filter(|c| c.has_addresses(addresses.iter().copied()))?;
+                    Some(Indexed { inventory: ix.inventory(), matches: cached.matches(), from_cache: false })
+                });
+                Candidate { name: &n.name, addresses, storage_unschedulable: n.storage_unschedulable, indexed }
+            })
+            .collect();
+        span.record("nodes", candidates.len());
+        return decide(&pod, &candidates, Some(&list.items));
     }
+    let names = args.node_names.as_deref().ok_or(Error::MissingNodes)?;
+    span.record("nodes", names.len());
+    let Some(index) = index else {
+        let cached: Vec<_> = names.iter().map(|n| state.cluster.node(n)).collect();
+        let candidates: Vec<Candidate<'_>> =
+            names.iter().zip(&cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect();
+        return decide(&pod, &candidates, None);
+    };
+    let candidates: Vec<Candidate<'_>> = names
+        .iter()
+        .map(|name| match index.get(name) {
+            Some(cached) => Candidate {
+                name,
+                addresses: Vec::new(),
+                storage_unschedulable: cached.storage_unschedulable(),
+                indexed: Some(Indexed { inventory: index.inventory(), matches: cached.matches(), from_cache: true }),
+            },
+            None => Candidate::from_cache(name, None),
+        })
+        .collect();
+    decide(&pod, &candidates, None)
 }
 
 /// Decodes, decides and encodes one filter request.
 pub fn filter_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, Error> {
-    let mut args: ExtenderArgs<'_> = serde_json::from_slice(body).map_err(Error::Decode)?;
-    let pod = args.pod.take().ok_or(Error::MissingPod)?;
-    let nodes = RequestNodes::new(&mut args, &state.cluster)?;
-    let candidates = nodes.candidates();
-    let span = Span::current();
-    span.record("pod", pod.display_name()).record("nodes", candidates.len());
-
-    let inputs = Inputs { pod: &pod, cluster: &state.cluster, driver: state.driver.as_ref() };
-    let decision = filter::filter(&inputs, &candidates);
-    span.record("kept", decision.kept.len());
-    if let Some(ev) = decision.event {
-        state.events.send(pod_ref(&pod), ev);
-    }
-    let name = |i: usize| candidates[i].name;
-    let reasons = |v: Vec<(usize, String)>| v.into_iter().map(|(i, why)| (name(i), why)).collect();
-    let result = FilterResult {
-        nodes: match &nodes {
-            RequestNodes::Full(items) => Some(ResponseNodeList {
-                metadata: serde_json::Map::new(),
-                items: decision.kept.iter().map(|&i| items[i].raw).collect(),
-            }),
-            RequestNodes::Names(..) => None,
-        },
-        node_names: match &nodes {
-            RequestNodes::Names(..) => Some(decision.kept.iter().map(|&i| name(i)).collect()),
-            RequestNodes::Full(_) => None,
-        },
-        failed_nodes: reasons(decision.failed),
-        failed_and_unresolvable_nodes: reasons(decision.unresolvable),
-        error: String::new(),
-    };
-    tracing::debug!(failed = ?result.failed_nodes, unresolvable = ?result.failed_and_unresolvable_nodes, "filtered");
-    json_response(&result)
+    with_request(state, body, |pod, candidates, raw| {
+        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref() };
+        let decision = filter::filter(&inputs, candidates);
+        Span::current().record("kept", decision.kept.len());
+        if let Some(ev) = decision.event {
+            state.events.send(pod_ref(pod), ev);
+        }
+        let name = |i: usize| candidates[i].name;
+        let mut size = 128;
+        let reasons = |v: Vec<(usize, String)>, size: &mut usize| {
+            v.into_iter()
+                .map(|(i, why)| {
+                    *size += name(i).len() + why.len() + 8;
+                    (name(i), why)
+                })
+                .collect()
+        };
+        let failed_nodes = reasons(decision.failed, &mut size);
+        let failed_and_unresolvable_nodes = reasons(decision.unresolvable, &mut size);
+        let (nodes, node_names) = match raw {
+            Some(items) => {
+                let kept: Vec<_> = decision.kept.iter().map(|&i| items[i].raw).collect();
+                size += kept.iter().map(|r| r.get().len() + 1).sum::<usize>();
+                (Some(ResponseNodeList { metadata: serde_json::Map::new(), items: kept }), None)
+            }
+            None => {
+                let kept: Vec<&str> = decision.kept.iter().map(|&i| name(i)).collect();
+                size += kept.iter().map(|n| n.len() + 3).sum::<usize>();
+                (None, Some(kept))
+            }
+        };
+        let result =
+            FilterResult { nodes, node_names, failed_nodes, failed_and_unresolvable_nodes, error: String::new() };
+        tracing::debug!(failed = ?result.failed_nodes, unresolvable = ?result.failed_and_unresolvable_nodes, "filtered");
+        json_response(&result, size)
+    })
 }
 
 /// Decodes, decides and encodes one prioritize request.
 pub fn prioritize_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, Error> {
-    let mut args: ExtenderArgs<'_> = serde_json::from_slice(body).map_err(Error::Decode)?;
-    let pod = args.pod.take().ok_or(Error::MissingPod)?;
-    let nodes = RequestNodes::new(&mut args, &state.cluster)?;
-    let candidates = nodes.candidates();
-    Span::current().record("pod", pod.display_name()).record("nodes", candidates.len());
-
-    let inputs = Inputs { pod: &pod, cluster: &state.cluster, driver: state.driver.as_ref() };
-    let Scores { scores, event } = prioritize::prioritize(&inputs, &candidates);
-    if let Some(ev) = event {
-        state.events.send(pod_ref(&pod), ev);
-    }
-    let list: Vec<HostPriority> =
-        candidates.iter().zip(scores).map(|(c, score)| HostPriority { host: c.name.to_string(), score }).collect();
-    tracing::debug!(scores = ?list, "prioritized");
-    json_response(&list)
+    with_request(state, body, |pod, candidates, _| {
+        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref() };
+        let Scores { scores, event } = prioritize::prioritize(&inputs, candidates);
+        if let Some(ev) = event {
+            state.events.send(pod_ref(pod), ev);
+        }
+        let list: Vec<HostScore<'_>> =
+            candidates.iter().zip(scores).map(|(c, score)| HostScore { host: c.name, score }).collect();
+        tracing::debug!(scores = ?list, "prioritized");
+        // `{"Host":"","Score":}` plus the name and up to 20 digits.
+        let size = 2 + list.iter().map(|h| h.host.len() + 41).sum::<usize>();
+        json_response(&list, size)
+    })
 }
 
-fn json_response<T: serde::Serialize>(value: &T) -> Result<HttpResponse, Error> {
-    let body = serde_json::to_vec(value).map_err(Error::Encode)?;
+/// Encodes into a buffer sized up front, so a large answer is written once, never regrown.
+fn json_response<T: serde::Serialize>(value: &T, size: usize) -> Result<HttpResponse, Error> {
+    let mut body = Vec::with_capacity(size);
+    serde_json::to_writer(&mut body, value).map_err(Error::Encode)?;
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body))
 }
 

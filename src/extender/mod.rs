@@ -16,9 +16,8 @@ use actix_web::{HttpResponse, ResponseError, http::StatusCode};
 use k8s_openapi::api::core::v1::Node;
 
 use crate::{
-    cluster::{ClusterView, node_addresses, pod::PodFacts},
-    driver::{Driver, NodeIdentity},
-    knobs,
+    cluster::{ClusterView, node_addresses, pod::PodFacts, storage_unschedulable},
+    driver::{Driver, NodeIdentity, NodeInventory},
 };
 
 /// Reason of events for pods that cannot be placed.
@@ -48,10 +47,23 @@ impl Inputs<'_> {
 pub struct Candidate<'a> {
     /// `metadata.name`.
     pub name: &'a str,
-    /// `status.addresses` as (type, address).
+    /// `status.addresses` as (type, address); empty when [`Indexed::from_cache`].
     pub addresses: Vec<(&'a str, &'a str)>,
     /// The storage operator marked the node unschedulable.
     pub storage_unschedulable: bool,
+    /// The node's driver matches, found ahead of time in the inventory's node index.
+    pub indexed: Option<Indexed<'a>>,
+}
+
+/// Driver matches of a candidate taken from [`NodeInventory::kube_nodes`].
+#[derive(Debug, Clone, Copy)]
+pub struct Indexed<'a> {
+    /// The [`NodeInventory::id`] the indices refer to.
+    pub inventory: u64,
+    /// [`NodeInventory::matches`] of the node, best first.
+    pub matches: &'a [usize],
+    /// The candidate's facts are the cached Node's (names mode), and its addresses were not copied.
+    pub from_cache: bool,
 }
 
 impl<'a> Candidate<'a> {
@@ -61,17 +73,40 @@ impl<'a> Candidate<'a> {
         let Some(node) = node else {
             return Self { name, ..Self::default() };
         };
-        let unschedulable = node.metadata.annotations.as_ref().and_then(|a| a.get(knobs::NODE_UNSCHEDULABLE));
         Self {
             name,
             addresses: node_addresses(node),
-            storage_unschedulable: unschedulable.and_then(|v| knobs::parse_bool(v)) == Some(true),
+            storage_unschedulable: storage_unschedulable(node),
+            indexed: None,
         }
     }
 
     /// The identity used to find the node's driver entries.
     pub fn identity(&self) -> NodeIdentity<'_> {
         NodeIdentity { name: self.name, addresses: &self.addresses }
+    }
+
+    /// Indices of the node's driver entries in `inventory`, best first ([`NodeInventory::matches`]).
+    pub fn matches<'s>(
+        &'s self,
+        inventory: &NodeInventory,
+        cluster: &ClusterView,
+        scratch: &'s mut Vec<usize>,
+    ) -> &'s [usize] {
+        match self.indexed {
+            Some(ix) if ix.inventory == inventory.id() => ix.matches,
+            // The driver replaced its inventory since the candidate was built: match again, from
+            // the cached Node since the candidate carries no addresses.
+            Some(ix) if ix.from_cache => {
+                let node = cluster.node(self.name);
+                inventory.matches(Candidate::from_cache(self.name, node.as_deref()).identity(), scratch);
+                scratch
+            }
+            _ => {
+                inventory.matches(self.identity(), scratch);
+                scratch
+            }
+        }
     }
 }
 

@@ -44,8 +44,10 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
         return defaults();
     };
     let mut scratch = Vec::new();
-    let matched: Vec<Option<&DriverNode>> =
-        nodes.iter().map(|n| inventory.best_match(n.identity(), &mut scratch).map(|i| inventory.get(i))).collect();
+    let matched: Vec<Option<&DriverNode>> = nodes
+        .iter()
+        .map(|n| n.matches(&inventory, input.cluster, &mut scratch).first().map(|&i| inventory.get(i)))
+        .collect();
     if input.is_csi_pod() {
         let scores = matched
             .iter()

@@ -21,9 +21,9 @@ pub struct ExtenderArgs<'a> {
     /// Full nodes (`nodeCacheCapable: false`).
     #[serde(rename = "Nodes", alias = "nodes", borrow, default)]
     pub nodes: Option<RequestNodeList<'a>>,
-    /// Node names (`nodeCacheCapable: true`).
-    #[serde(rename = "NodeNames", alias = "nodenames", alias = "nodeNames", default)]
-    pub node_names: Option<Vec<String>>,
+    /// Node names (`nodeCacheCapable: true`), borrowed from the body unless escaped.
+    #[serde(rename = "NodeNames", alias = "nodenames", alias = "nodeNames", borrow, default)]
+    pub node_names: Option<Vec<Cow<'a, str>>>,
 }
 
 /// A `v1.NodeList` whose items are kept raw.
@@ -157,5 +157,15 @@ pub struct HostPriority {
     /// Node name.
     pub host: String,
     /// Raw score (not clamped to 0–10; see prioritize.rs).
+    pub score: i64,
+}
+
+/// A [`HostPriority`] that borrows its host name, so encoding copies no name.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct HostScore<'a> {
+    /// Node name.
+    pub host: &'a str,
+    /// Raw score.
     pub score: i64,
 }

@@ -31,6 +31,16 @@ pub struct ClusterInfo {
     pub stork_port: u16,
 }
 
+/// How [`Cluster::start_with`] deviates from the e2e suite's cluster; the default is that cluster.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterOptions {
+    /// `clientConnection.qps` and `.burst` of both kube-schedulers (default: kube-scheduler's own,
+    /// 50 and 100, which caps binding at about 50 pods/s).
+    pub scheduler_client_qps: Option<(f32, u32)>,
+    /// stork's `RUST_LOG` (default `info,stork=debug`).
+    pub stork_log: Option<String>,
+}
+
 enum Cmd {
     StopStork(mpsc::Sender<Result<()>>),
     StartStork(Vec<String>, mpsc::Sender<Result<()>>),
@@ -90,11 +100,16 @@ impl Cluster {
 
     /// Starts a new cluster owned by a fresh supervisor thread.
     pub fn start() -> Result<Cluster> {
+        Self::start_with(ClusterOptions::default())
+    }
+
+    /// Starts a new cluster, configured as `opts` says, owned by a fresh supervisor thread.
+    pub fn start_with(opts: ClusterOptions) -> Result<Cluster> {
         let (tx, rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         std::thread::Builder::new()
             .name("e2e-supervisor".into())
-            .spawn(move || supervise(rx, ready_tx))
+            .spawn(move || supervise(rx, ready_tx, &opts))
             .context("spawn supervisor")?;
         let info = ready_rx.recv().context("supervisor died")??;
         let topology = json!({"nodes": [], "volumes": []});
@@ -154,14 +169,17 @@ impl Cluster {
     }
 }
 
+/// Builds the stork command line; the argument replaces the mock driver's flags when not empty.
+type StorkCommand = Box<dyn Fn(&[String]) -> Command + Send>;
+
 struct Components {
     info: ClusterInfo,
     procs: Vec<Proc>,
-    stork_cmd: Box<dyn Fn(&[String]) -> Command + Send>,
+    stork_cmd: StorkCommand,
 }
 
-fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>) {
-    let mut comps = match boot() {
+fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>, opts: &ClusterOptions) {
+    let mut comps = match boot(opts) {
         Ok(c) => c,
         Err(e) => {
             let _ = ready.send(Err(e));
@@ -210,7 +228,7 @@ fn step(msg: &str, start: Instant) {
     eprintln!("[e2e {:>5.1}s] {msg}", start.elapsed().as_secs_f64());
 }
 
-fn boot() -> Result<Components> {
+fn boot(opts: &ClusterOptions) -> Result<Components> {
     let t0 = Instant::now();
     let bins = find_bins()?;
     let dir = std::env::temp_dir().join(format!("stork-e2e-{}", std::process::id()));
@@ -284,12 +302,19 @@ fn boot() -> Result<Components> {
     ]);
     procs.push(Proc::spawn("controller-manager", cmd, &dir)?);
 
-    let default_cfg = json!({
+    let mut default_cfg = json!({
         "apiVersion": "kubescheduler.config.k8s.io/v1", "kind": "KubeSchedulerConfiguration",
         "clientConnection": {"kubeconfig": kubeconfig}, "leaderElection": {"leaderElect": false}
     });
+    let mut stork_cfg = stork_scheduler_config(&kubeconfig, &dir, stork_port)?;
+    if let Some((qps, burst)) = opts.scheduler_client_qps {
+        for cfg in [&mut default_cfg, &mut stork_cfg] {
+            cfg["clientConnection"]["qps"] = json!(qps);
+            cfg["clientConnection"]["burst"] = json!(burst);
+        }
+    }
     std::fs::write(dir.join("scheduler.json"), serde_json::to_vec_pretty(&default_cfg)?)?;
-    std::fs::write(dir.join("stork-scheduler.json"), stork_scheduler_config(&kubeconfig, &dir, stork_port)?)?;
+    std::fs::write(dir.join("stork-scheduler.json"), serde_json::to_vec_pretty(&stork_cfg)?)?;
     for (name, cfg) in [("scheduler", "scheduler.json"), ("stork-scheduler", "stork-scheduler.json")] {
         let mut cmd = Command::new(&bins.k8s);
         cmd.arg("scheduler").args([
@@ -319,9 +344,10 @@ fn boot() -> Result<Components> {
     step("starting stork", t0);
     let stork_bin = bins.stork.clone();
     let (kc, topo, d) = (kubeconfig.clone(), topology.clone(), dir.clone());
+    let stork_log = opts.stork_log.clone().unwrap_or_else(|| "info,stork=debug".into());
     let stork_cmd = move |driver_args: &[String]| {
         let mut cmd = Command::new(&stork_bin);
-        cmd.env("RUST_LOG", "info,stork=debug").arg("serve").arg("--kubeconfig").arg(&kc);
+        cmd.env("RUST_LOG", &stork_log).arg("serve").arg("--kubeconfig").arg(&kc);
         cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
         cmd.args(["--admin-listen", &format!("127.0.0.1:{stork_admin_port}")]);
         cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
@@ -349,7 +375,7 @@ fn boot() -> Result<Components> {
 /// The `stork` scheduler's configuration exactly as `manifests/scheduler-config.yaml` has it,
 /// except for what differs outside a cluster: the kubeconfig, no leader election, and the
 /// extender's address and CA file (the TLS server name stays the Service's DNS name).
-fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Result<Vec<u8>> {
+fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Result<Value> {
     let text = std::fs::read_to_string(repo_root().join("manifests/scheduler-config.yaml"))?;
     let mut cfg: Value = serde_saphyr::from_str(&text).context("parse manifests/scheduler-config.yaml")?;
     cfg["clientConnection"] = json!({"kubeconfig": kubeconfig});
@@ -357,7 +383,7 @@ fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Res
     let ext = cfg["extenders"].get_mut(0).context("manifests/scheduler-config.yaml has no extender")?;
     ext["urlPrefix"] = json!(format!("https://127.0.0.1:{stork_port}"));
     ext["tlsConfig"]["caFile"] = json!(dir.join("ca.crt"));
-    Ok(serde_json::to_vec_pretty(&cfg)?)
+    Ok(cfg)
 }
 
 /// Applies `manifests/webhooks.yaml` as a user would, with the harness CA as `caBundle` (the

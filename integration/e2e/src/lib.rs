@@ -1,6 +1,7 @@
 //! Test support for stork's end-to-end suite: a real local control plane (see [`Cluster`]),
 //! kube clients, and helpers that wait for state by polling with a deadline.
 
+pub mod bench;
 mod certs;
 mod cluster;
 pub mod objects;
