@@ -12,7 +12,7 @@ use k8s_openapi::api::core::v1::Node;
 // was the largest cost of matching at 5,000 nodes.
 use rustc_hash::FxHashMap as HashMap;
 
-use super::types::DriverNode;
+use super::types::{DriverNode, NodeStatus};
 use crate::cluster::{ClusterView, node_addresses, storage_unschedulable};
 
 /// Source of [`NodeInventory::id`]s.
@@ -27,6 +27,23 @@ pub struct NodeIdentity<'a> {
     pub addresses: &'a [(&'a str, &'a str)],
 }
 
+/// A driver node's storage id and failure domains as small integers, equal exactly when the
+/// strings are equal, plus its status: placement compares thousands of nodes with these
+/// instead of string compares that chase pointers all over the heap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeKeys {
+    /// Storage id.
+    pub id: u32,
+    /// Rack ([`NodeInventory::EMPTY_KEY`] when unknown).
+    pub rack: u32,
+    /// Zone ([`NodeInventory::EMPTY_KEY`] when unknown).
+    pub zone: u32,
+    /// Region ([`NodeInventory::EMPTY_KEY`] when unknown).
+    pub region: u32,
+    /// Driver health.
+    pub status: NodeStatus,
+}
+
 /// Driver nodes in driver order, with lookup indexes for node matching.
 #[derive(Debug)]
 pub struct NodeInventory {
@@ -36,6 +53,10 @@ pub struct NodeInventory {
     by_name: HashMap<String, Vec<usize>>,
     by_hostname: HashMap<String, Vec<usize>>,
     by_ip: HashMap<String, Vec<usize>>,
+    /// [`NodeKeys`] of each node, in driver order.
+    keys: Vec<NodeKeys>,
+    /// The strings behind the keys.
+    interned: HashMap<String, u32>,
     /// The cluster's Nodes matched against this inventory; replaced when the Node cache changes.
     kube: ArcSwapOption<KubeNodes>,
     /// Held while rebuilding `kube`, so concurrent requests that see it stale build it once.
@@ -58,6 +79,8 @@ impl NodeInventory {
             by_name: HashMap::default(),
             by_hostname: HashMap::default(),
             by_ip: HashMap::default(),
+            keys: Vec::new(),
+            interned: HashMap::from_iter([(String::new(), Self::EMPTY_KEY)]),
             kube: ArcSwapOption::empty(),
             rebuild: Mutex::new(()),
         };
@@ -69,7 +92,36 @@ impl NodeInventory {
                 inv.by_ip.entry(ip.clone()).or_default().push(i);
             }
         }
+        let mut intern = |s: &str| match inv.interned.get(s) {
+            Some(&k) => k,
+            None => {
+                let k = u32::try_from(inv.interned.len()).unwrap_or(u32::MAX);
+                inv.interned.insert(s.to_string(), k);
+                k
+            }
+        };
+        let keys = inv.nodes.iter().map(|n| NodeKeys {
+            id: intern(&n.id),
+            rack: intern(&n.rack),
+            zone: intern(&n.zone),
+            region: intern(&n.region),
+            status: n.status,
+        });
+        inv.keys = keys.collect();
         inv
+    }
+
+    /// The key of the empty string in [`NodeKeys`].
+    pub const EMPTY_KEY: u32 = 0;
+
+    /// [`NodeKeys`] of the driver node at an index returned by [`Self::matches`].
+    pub fn keys(&self, index: usize) -> NodeKeys {
+        self.keys[index]
+    }
+
+    /// The key of a storage id, rack, zone or region string, if any driver node has it.
+    pub fn key_of(&self, s: &str) -> Option<u32> {
+        self.interned.get(s).copied()
     }
 
     /// Unique among the inventories of this process: tells which inventory match indices refer to.
@@ -278,118 +330,5 @@ fn host_prefixes(name: &str) -> impl Iterator<Item = &str> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::driver::types::NodeStatus;
-
-    fn dn(id: &str, status: NodeStatus) -> DriverNode {
-        DriverNode {
-            id: id.into(),
-            name: format!("k8s-{id}"),
-            hostname: id.into(),
-            ips: vec![format!("10.0.0.{}", id.len())],
-            status,
-            ..DriverNode::default()
-        }
-    }
-
-    fn matched(inv: &NodeInventory, name: &str, addrs: &[(&str, &str)]) -> Vec<String> {
-        let mut out = Vec::new();
-        inv.matches(NodeIdentity { name, addresses: addrs }, &mut out);
-        out.into_iter().map(|i| inv.get(i).id.clone()).collect()
-    }
-
-    #[test]
-    fn kubernetes_name_matches_the_driver_node_name() {
-        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online)]);
-        assert_eq!(matched(&inv, "k8s-a", &[]), ["a"]);
-    }
-
-    #[test]
-    fn fqdn_kubernetes_name_matches_a_short_storage_id_but_not_the_reverse() {
-        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("b.example.com", NodeStatus::Online)]);
-        assert_eq!(matched(&inv, "a.example.com", &[]), ["a"]);
-        assert!(matched(&inv, "b", &[]).is_empty());
-    }
-
-    #[test]
-    fn hostname_and_internal_ip_addresses_match_but_external_ip_does_not() {
-        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
-        assert_eq!(matched(&inv, "x", &[("Hostname", "a.lan")]), ["a"]);
-        assert_eq!(matched(&inv, "x", &[("InternalIP", "10.0.0.2")]), ["bb"]);
-        assert!(matched(&inv, "x", &[("ExternalIP", "10.0.0.2")]).is_empty());
-    }
-
-    #[test]
-    fn an_online_entry_is_preferred_over_a_stale_offline_one_for_the_same_node() {
-        let mut stale = dn("old", NodeStatus::Offline);
-        stale.name = "k8s-a".into();
-        let inv = NodeInventory::new(vec![stale, dn("a", NodeStatus::Online)]);
-        assert_eq!(matched(&inv, "k8s-a", &[]), ["a", "old"]);
-    }
-
-    fn k8s_node(name: &str, addresses: &[(&str, &str)], unschedulable: Option<&str>) -> Node {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {
-                "name": name,
-                "annotations": unschedulable.map(|v| serde_json::json!({crate::knobs::NODE_UNSCHEDULABLE: v})),
-            },
-            "status": {"addresses": addresses.iter().map(|(t, a)| serde_json::json!({"type": t, "address": a})).collect::<Vec<_>>()},
-        }))
-        .unwrap()
-    }
-
-    fn apply(writers: &mut crate::cluster::ClusterWriters, node: Node) {
-        writers.nodes.apply_watcher_event(&kube::runtime::watcher::Event::Apply(node));
-    }
-
-    fn indexed(index: &KubeNodes, inv: &NodeInventory, name: &str) -> Option<Vec<String>> {
-        index.get(name).map(|e| e.matches().iter().map(|&i| inv.get(i).id.clone()).collect())
-    }
-
-    #[test]
-    fn the_node_index_answers_what_matching_each_cached_node_answers() {
-        let mut stale = dn("old", NodeStatus::Offline);
-        stale.name = "k8s-a".into();
-        let inv = NodeInventory::new(vec![stale, dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
-        let (view, mut writers) = ClusterView::new();
-        apply(&mut writers, k8s_node("k8s-a", &[], Some("true")));
-        apply(&mut writers, k8s_node("x", &[("Hostname", "bb.lan"), ("ExternalIP", "10.0.0.1")], Some("nope")));
-        apply(&mut writers, k8s_node("plain", &[("InternalIP", "192.168.0.1")], None));
-        let index = inv.kube_nodes(&view);
-        assert_eq!((index.inventory(), index.len()), (inv.id(), 3));
-        assert_eq!(indexed(&index, &inv, "k8s-a").unwrap(), matched(&inv, "k8s-a", &[]));
-        assert_eq!(indexed(&index, &inv, "x").unwrap(), ["bb"]);
-        assert_eq!(indexed(&index, &inv, "plain").unwrap(), Vec::<String>::new());
-        assert!(indexed(&index, &inv, "unknown").is_none());
-        let flags: Vec<bool> =
-            ["k8s-a", "x", "plain"].iter().map(|n| index.get(n).unwrap().storage_unschedulable()).collect();
-        assert_eq!(flags, [true, false, false]);
-        assert!(
-            index.get("x").unwrap().has_addresses([("Hostname", "bb.lan"), ("ExternalIP", "10.0.0.1")].into_iter())
-        );
-        assert!(!index.get("x").unwrap().has_addresses([("Hostname", "bb.lan")].into_iter()));
-    }
-
-    #[test]
-    fn the_node_index_is_kept_while_nodes_are_unchanged_and_rebuilt_after_a_node_change() {
-        let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online), dn("bb", NodeStatus::Online)]);
-        let (view, mut writers) = ClusterView::new();
-        apply(&mut writers, k8s_node("n1", &[("Hostname", "a")], None));
-        apply(&mut writers, k8s_node("n2", &[], None));
-        let first = inv.kube_nodes(&view);
-        assert!(Arc::ptr_eq(&first, &inv.kube_nodes(&view)), "no change, same index");
-
-        apply(&mut writers, k8s_node("n2", &[("InternalIP", "10.0.0.2")], Some("true")));
-        view.node_changed();
-        let second = inv.kube_nodes(&view);
-        assert_eq!(indexed(&second, &inv, "n2").unwrap(), ["bb"]);
-        assert!(second.get("n2").unwrap().storage_unschedulable());
-        assert_eq!(indexed(&second, &inv, "n1").unwrap(), ["a"]);
-
-        // Another view of other stores never sees this view's nodes.
-        let (other, _w) = ClusterView::new();
-        assert!(inv.kube_nodes(&other).is_empty());
-        assert_eq!(inv.kube_nodes(&view).len(), 2);
-    }
-}
+#[path = "inventory_tests.rs"]
+mod tests;

@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 
 use super::{Candidate, Inputs};
 use crate::{
-    driver::{self, DriverNode, NodeStatus, PodVolume},
+    driver::{self, DriverNode, NodeInventory, NodeStatus, PodVolume},
     events::PodEvent,
     knobs,
 };
@@ -44,14 +44,14 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
         return defaults();
     };
     let mut scratch = Vec::new();
-    let matched: Vec<Option<&DriverNode>> = nodes
-        .iter()
-        .map(|n| n.matches(&inventory, input.cluster, &mut scratch).first().map(|&i| inventory.get(i)))
-        .collect();
+    // Each node's preferred driver entry, as an inventory index.
+    let matched: Vec<Option<usize>> =
+        nodes.iter().map(|n| n.matches(&inventory, input.cluster, &mut scratch).first().copied()).collect();
+    let status = |m: Option<usize>| m.map(|i| inventory.keys(i).status);
     if input.is_csi_pod() {
         let scores = matched
             .iter()
-            .map(|d| match d.map(|d| d.status) {
+            .map(|&m| match status(m) {
                 Some(NodeStatus::Online) => NODE_SCORE,
                 Some(NodeStatus::StorageDown | NodeStatus::Degraded) => NODE_SCORE / 2,
                 Some(NodeStatus::Offline) | None => INVALID_SCORE,
@@ -69,75 +69,85 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
     };
 
     let mut totals = vec![0i64; nodes.len()];
-    let mut anti_replicas: BTreeSet<&str> = BTreeSet::new();
+    // Anti-hyperconverged replicas: whether there are any, and the keys of those the driver knows.
+    let mut anti_replicas = false;
+    let mut anti_keys: Vec<u32> = Vec::new();
     let mut far_volumes: Vec<&PodVolume> = Vec::new();
     for v in &volumes {
         if knobs::flag(&v.labels, knobs::SKIP_SCHEDULER_SCORING, false) || v.volume.windows {
             continue;
         }
         if v.volume.anti_hyperconvergence && knobs::flag(&v.labels, knobs::PREFER_REMOTE_NODE, true) {
-            anti_replicas.extend(v.volume.replicas.iter().map(String::as_str));
+            anti_replicas |= !v.volume.replicas.is_empty();
+            anti_keys.extend(v.volume.replicas.iter().filter_map(|id| inventory.key_of(id)));
             continue;
         }
         // Deviation from Stork: an Offline or Degraded replica gives no locality at all.
-        let replicas: Vec<&DriverNode> = v
+        let replicas: Vec<usize> = v
             .volume
             .replicas
             .iter()
-            .filter_map(|id| inventory.by_id(id))
-            .filter(|d| d.status.is_schedulable())
+            .filter_map(|id| inventory.index_of(id))
+            .filter(|&i| inventory.keys(i).status.is_schedulable())
             .collect();
+        let replica_ids: Vec<u32> = replicas.iter().map(|&r| inventory.keys(r).id).collect();
+        // Without zones and regions every segment score is 0: skip its string compares.
+        let segmented = !(v.volume.zones.is_empty() && v.volume.regions.is_empty());
         let mut offered = false;
-        for (total, d) in totals.iter_mut().zip(&matched) {
-            if let Some(d) = d.filter(|d| d.status.is_schedulable()) {
-                offered |= replicas.iter().any(|r| r.id == d.id);
-                *total += locality_score(d, &replicas).max(segment_score(d, &v.volume));
-            }
+        for (total, &m) in totals.iter_mut().zip(&matched) {
+            let Some(d) = m.filter(|&d| inventory.keys(d).status.is_schedulable()) else { continue };
+            offered |= replica_ids.contains(&inventory.keys(d).id);
+            let segment = if segmented { segment_score(inventory.get(d), &v.volume) } else { 0 };
+            *total += locality_score(&inventory, d, &replicas).max(segment);
         }
         // A volume known only by its topology segment has no replica node to miss.
-        let segment_only = v.volume.replicas.is_empty() && !(v.volume.zones.is_empty() && v.volume.regions.is_empty());
+        let segment_only = v.volume.replicas.is_empty() && segmented;
         if !offered && !segment_only {
             far_volumes.push(v);
         }
     }
 
-    let healthy = |d: &Option<&DriverNode>| d.is_some_and(|d| d.status.is_schedulable());
-    if !anti_replicas.is_empty() {
+    let healthy = |m: Option<usize>| status(m).is_some_and(NodeStatus::is_schedulable);
+    if anti_replicas {
         // Anti-hyperconvergence: replica nodes drop to the default, healthy others gain a replica's worth.
-        for (total, d) in totals.iter_mut().zip(&matched) {
-            match d {
-                Some(d) if anti_replicas.contains(d.id.as_str()) => *total = DEFAULT_SCORE,
-                Some(d) if d.status == NodeStatus::Online => *total += NODE_SCORE,
-                _ => {}
+        anti_keys.sort_unstable();
+        for (total, &m) in totals.iter_mut().zip(&matched) {
+            let Some(d) = m.map(|d| inventory.keys(d)) else { continue };
+            if anti_keys.binary_search(&d.id).is_ok() {
+                *total = DEFAULT_SCORE;
+            } else if d.status == NodeStatus::Online {
+                *total += NODE_SCORE;
             }
         }
     }
     let scores = totals
         .iter()
         .zip(&matched)
-        .map(|(&t, d)| match (healthy(d), t) {
+        .map(|(&t, &m)| match (healthy(m), t) {
             (false, _) => INVALID_SCORE,
             (true, 0) => DEFAULT_SCORE,
             (true, t) => t,
         })
         .collect();
-    let event =
-        (anti_replicas.is_empty() && !far_volumes.is_empty()).then(|| non_optimum_event(&far_volumes, &inventory));
+    let event = (!anti_replicas && !far_volumes.is_empty()).then(|| non_optimum_event(&far_volumes, &inventory));
     Scores { scores, event }
 }
 
 /// Score of one healthy driver node for one volume: replica > same rack > same zone > same
 /// region, each level compared with every healthy replica; halved when the node's storage is down.
+/// Nodes and replicas are inventory indices, compared through their [`NodeInventory::keys`].
 /// Deviation from Stork: a node without rack information never counts as "same rack".
-pub fn locality_score(d: &DriverNode, replicas: &[&DriverNode]) -> i64 {
-    let any = |same: &dyn Fn(&DriverNode) -> bool| replicas.iter().any(|r| same(r));
-    let full = if any(&|r| r.id == d.id) {
+pub fn locality_score(inventory: &NodeInventory, node: usize, replicas: &[usize]) -> i64 {
+    let d = inventory.keys(node);
+    let empty = NodeInventory::EMPTY_KEY;
+    let replicas = || replicas.iter().map(|&r| inventory.keys(r));
+    let full = if replicas().any(|r| r.id == d.id) {
         NODE_SCORE
-    } else if !d.rack.is_empty() && any(&|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region) {
+    } else if d.rack != empty && replicas().any(|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region) {
         RACK_SCORE
-    } else if !d.zone.is_empty() && any(&|r| r.zone == d.zone && r.region == d.region) {
+    } else if d.zone != empty && replicas().any(|r| r.zone == d.zone && r.region == d.region) {
         ZONE_SCORE
-    } else if !d.region.is_empty() && any(&|r| r.region == d.region) {
+    } else if d.region != empty && replicas().any(|r| r.region == d.region) {
         REGION_SCORE
     } else {
         0
@@ -158,7 +168,7 @@ pub fn segment_score(d: &DriverNode, volume: &driver::Volume) -> i64 {
     if d.status == NodeStatus::StorageDown { full / 2 } else { full }
 }
 
-fn non_optimum_event(far: &[&PodVolume], inventory: &driver::NodeInventory) -> PodEvent {
+fn non_optimum_event(far: &[&PodVolume], inventory: &NodeInventory) -> PodEvent {
     let vols: Vec<&str> = far.iter().map(|v| v.volume.id.as_str()).collect();
     let nodes: BTreeSet<&str> = far
         .iter()

@@ -40,6 +40,7 @@ pub struct Runner {
 struct Ctx<'a> {
     oha: &'a Oha,
     dir: &'a Path,
+    root: &'a Path,
 }
 
 impl Ctx<'_> {
@@ -64,6 +65,7 @@ impl Ctx<'_> {
     /// Keeps the first command line of each kind of run (transport, concurrency, length).
     fn remember(&self, loads: &mut Vec<String>, load: &Load) {
         let line = self.oha.command_line(load).replace(&self.dir.display().to_string(), "$DIR");
+        let line = line.replace(&format!("{}/", self.root.display()), "");
         let kind = |l: &str| l.split_whitespace().filter(|w| !w.contains('/')).collect::<Vec<_>>().join(" ");
         if !loads.iter().any(|l| kind(l) == kind(&line)) {
             loads.push(line);
@@ -77,14 +79,17 @@ impl Runner {
         let start = Instant::now();
         let machine = Machine::detect(&self.root, self.oha.version()?);
         let dir = tempfile::Builder::new().prefix("stork-bench-").tempdir()?;
-        let certs = Certs::issue(&self.stork, dir.path())?;
-        let ctx = Ctx { oha: &self.oha, dir: dir.path() };
+        // A private copy: a rebuild of target/release/stork during the run must not mix versions.
+        let bin = dir.path().join("stork");
+        std::fs::copy(&self.stork, &bin).with_context(|| format!("copying {}", self.stork.display()))?;
+        let certs = Certs::issue(&bin, dir.path())?;
+        let ctx = Ctx { oha: &self.oha, dir: dir.path(), root: &self.root };
         let mut extender = Section::<ExtenderPoint>::default();
         let mut webhook = Section::<WebhookPoint>::default();
         for tier in &plan.tiers {
             let files = fixtures::write_cluster(dir.path(), tier.nodes, CLUSTER_VOLUMES, CLUSTER_VOLUMES)?;
             let cluster = SynthCluster::new(tier.nodes, CLUSTER_VOLUMES);
-            let mut stork = Stork::start(&self.stork, dir.path(), &files.objects, &files.topology, &certs)?;
+            let mut stork = Stork::start(&bin, dir.path(), &files.objects, &files.topology, &certs)?;
             let ready = stork.wait_ready(READY_TIMEOUT)?;
             tracing::info!(nodes = tier.nodes, ready_ms = ready.as_millis() as u64, "stork ready");
             extender.servers.push(stork.command.clone());
@@ -107,7 +112,7 @@ impl Runner {
             }
         }
         let memory = match &plan.memory {
-            Some(m) => Some(memory(&self.stork, dir.path(), &certs, m)?),
+            Some(m) => Some(memory(&bin, dir.path(), &certs, m)?),
             None => None,
         };
         let machine = Machine { load_end: load_average(), ..machine };

@@ -526,7 +526,8 @@ pub fn metric_sum(text: &str, name: &str, labels: &[&str]) -> f64 {
 }
 
 /// A kube-scheduler's `/metrics` (`which`: `scheduler` or `stork-scheduler`), read on its secure
-/// port (found in its log) with the admin client certificate.
+/// port (found in its log); the cluster must be started with
+/// [`ClusterOptions::scheduler_metrics_open`].
 pub async fn scheduler_metrics(info: &crate::ClusterInfo, which: &str) -> Result<String> {
     let log = std::fs::read_to_string(info.dir.join(format!("{which}.log")))?;
     let port = log
@@ -534,9 +535,7 @@ pub async fn scheduler_metrics(info: &crate::ClusterInfo, which: &str) -> Result
         .find_map(|l| l.split("Serving securely on 127.0.0.1:").nth(1))
         .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
         .context("secure port not in the scheduler's log")?;
-    let kc = kube::config::Kubeconfig::read_from(&info.kubeconfig)?;
-    let mut cfg = kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default()).await?;
-    cfg.cluster_url = format!("https://127.0.0.1:{port}").parse()?;
+    let mut cfg = kube::Config::new(format!("https://127.0.0.1:{port}").parse()?);
     // The scheduler serves a self-signed certificate.
     cfg.accept_invalid_certs = true;
     let client = Client::try_from(cfg)?;

@@ -39,6 +39,9 @@ pub struct ClusterOptions {
     pub scheduler_client_qps: Option<(f32, u32)>,
     /// stork's `RUST_LOG` (default `info,stork=debug`).
     pub stork_log: Option<String>,
+    /// Let anyone read both kube-schedulers' `/metrics` on their secure port (by default only
+    /// the health paths are open: the schedulers have no delegated authentication here).
+    pub scheduler_metrics_open: bool,
 }
 
 enum Cmd {
@@ -323,6 +326,9 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
             format!("--secure-port={}", free_port()),
             format!("--cert-dir={}", p(&format!("{name}-certs"))),
         ]);
+        if opts.scheduler_metrics_open {
+            cmd.arg("--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics");
+        }
         procs.push(Proc::spawn(name, cmd, &dir)?);
     }
 

@@ -215,7 +215,11 @@ fn main() -> Result<()> {
     let t0 = Instant::now();
     step(t0, &format!("starting the cluster ({} nodes, {} pods, {} rounds)", args.nodes, args.pods, args.rounds));
     // stork at `info`, as deployed: the harness's debug level logs every extender response.
-    let opts = ClusterOptions { scheduler_client_qps: args.scheduler_qps, stork_log: Some("info".into()) };
+    let opts = ClusterOptions {
+        scheduler_client_qps: args.scheduler_qps,
+        stork_log: Some("info".into()),
+        scheduler_metrics_open: true,
+    };
     let cluster = Cluster::start_with(opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     let result = rt.block_on(bench(&cluster, &args, t0));
