@@ -57,18 +57,21 @@ cluster-down:
     rm -f "$pidfile"
     echo "cluster stopped"
 
-# The whole benchmark suite (about 15 minutes on two cores); rewrites BENCHMARKS.md
+# The whole benchmark suite (about 25 minutes on two cores); rewrites BENCHMARKS.md
 bench:
-    cargo build --release -p stork -p stork-bench --bin stork --bin stork-bench
+    integration/cluster/build.sh
+    cargo build --release -p stork -p stork-bench -p stork-e2e --bin stork --bin stork-bench --bin stork-sched-bench
     cargo bench --bench extender -- --warm-up-time 1 --measurement-time 3
-    target/release/stork-bench run
-    # e2e scheduling bench: see integration/e2e (added by the e2e bench owner)
-    target/release/stork-bench render
+    STORK_BIN=target/release/stork target/release/stork-sched-bench --out target/bench/e2e.json
+    target/release/stork-bench run --e2e-results target/bench/e2e.json
 
-# CI-sized benchmark smoke (seconds): every request must succeed; BENCHMARKS.md is left alone
+# CI-sized benchmark smoke (a minute or two): the same harnesses on 100 nodes (HTTP load) and
+# 50 KWOK nodes (scheduling); every request must succeed; BENCHMARKS.md is left alone
 bench-smoke:
-    cargo build --release -p stork -p stork-bench --bin stork --bin stork-bench
-    target/release/stork-bench run --smoke
+    integration/cluster/build.sh
+    cargo build --bin stork && cargo build -p stork-bench -p stork-e2e --bin stork-bench --bin stork-sched-bench
+    target/debug/stork-bench run --smoke --stork target/debug/stork
+    STORK_BIN=target/debug/stork target/debug/stork-sched-bench --smoke
 
 # Regenerate manifests/crds.yaml from the Rust types (a unit test fails when they drift)
 crds:
