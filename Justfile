@@ -61,6 +61,7 @@ cluster-down:
 bench:
     integration/cluster/build.sh
     cargo build --release -p stork -p stork-bench -p stork-e2e --bin stork --bin stork-bench --bin stork-sched-bench
+    rm -rf target/criterion
     cargo bench --bench extender -- --warm-up-time 1 --measurement-time 3
     STORK_BIN=target/release/stork target/release/stork-sched-bench --out target/bench/e2e.json
     target/release/stork-bench run --e2e-results target/bench/e2e.json

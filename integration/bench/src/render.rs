@@ -20,6 +20,7 @@ pub fn render(results: &Results, e2e: Option<&E2eResults>, previous: Option<&str
     webhook(&mut md, results);
     end_to_end(&mut md, e2e);
     memory(&mut md, results);
+    micro(&mut md, results);
     misses::section(&mut md, &verdicts, previous);
     md
 }
@@ -205,6 +206,57 @@ fn end_to_end(md: &mut String, e2e: Option<&E2eResults>) {
         "| {:.1} | {:.1} | {:.2} | ≥ 0.8: {verdict} |\n",
         e.stork_pods_per_sec, e.default_pods_per_sec, e.ratio
     );
+    if e.runs.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "Every run ({} rounds, profiles alternating which goes first). \"In stork\" is stork's own time per call \
+         from its request-duration histogram; \"algorithm\" is the kube-scheduler's filter+score time per pod \
+         (extender included).\n",
+        e.rounds
+    );
+    let _ = writeln!(
+        md,
+        "| Profile | pods/s | Filter in stork ms | Prioritize in stork ms | Algorithm ms | On a replica node |\n\
+         |---|---|---|---|---|---|"
+    );
+    for r in &e.runs {
+        let sched = |k: &str| r.scheduler.get(k).map_or("—".to_string(), |v| format!("{v:.1}"));
+        let in_stork = |v: f64| if r.profile == "stork" { format!("{v:.3}") } else { "—".into() };
+        let _ = writeln!(
+            md,
+            "| {} | {:.1} | {} | {} | {} | {} / {} |",
+            r.profile,
+            r.pods_per_sec,
+            in_stork(r.extender_filter_mean_ms),
+            in_stork(r.extender_prioritize_mean_ms),
+            sched("algorithm_mean_ms"),
+            r.on_replica_node,
+            e.pods
+        );
+    }
+    md.push('\n');
+}
+
+fn micro(md: &mut String, r: &Results) {
+    let _ = writeln!(md, "## In-process (criterion)\n");
+    if r.micro.is_empty() {
+        let _ =
+            writeln!(md, "Not in this run (`cargo bench --bench extender` writes them before `stork-bench run`).\n");
+        return;
+    }
+    let _ = writeln!(
+        md,
+        "`cargo bench --bench extender` (benches/extender.rs): the pure decision functions and the decoding, \
+         without HTTP, on the same synthetic clusters. Median per call with criterion's 95 % interval.\n"
+    );
+    let _ = writeln!(md, "| Benchmark | Median | 95 % interval |\n|---|---|---|");
+    let t = |ns: f64| if ns >= 1e6 { format!("{:.2} ms", ns / 1e6) } else { format!("{:.1} µs", ns / 1e3) };
+    for m in &r.micro {
+        let _ = writeln!(md, "| `{}` | {} | {} – {} |", m.id, t(m.median_ns), t(m.ci_ns.0), t(m.ci_ns.1));
+    }
+    md.push('\n');
 }
 
 fn memory(md: &mut String, r: &Results) {

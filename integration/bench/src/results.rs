@@ -27,6 +27,9 @@ pub struct Results {
     pub webhook: Section<WebhookPoint>,
     /// Memory section (not in smoke runs).
     pub memory: Option<MemoryResult>,
+    /// In-process criterion benchmarks found under target/criterion (not in smoke runs).
+    #[serde(default)]
+    pub micro: Vec<crate::criterion::MicroBench>,
 }
 
 /// A table of points and the commands that produced them.
@@ -252,6 +255,30 @@ pub struct E2eResults {
     pub ratio: f64,
     /// The command that produced them.
     pub command: String,
+    /// Rounds (each runs both profiles); the pods/s above are medians over them.
+    #[serde(default)]
+    pub rounds: usize,
+    /// Every run, in order.
+    #[serde(default)]
+    pub runs: Vec<E2eRun>,
+}
+
+/// One run of the end-to-end benchmark (the fields BENCHMARKS.md shows).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct E2eRun {
+    /// `stork` or `default`.
+    pub profile: String,
+    /// Pods per second, first create to last bound.
+    pub pods_per_sec: f64,
+    /// Mean time in stork per filter call, ms (0 for the default profile).
+    pub extender_filter_mean_ms: f64,
+    /// Mean time in stork per prioritize call, ms.
+    pub extender_prioritize_mean_ms: f64,
+    /// Pods placed on a node holding a replica of their volume.
+    pub on_replica_node: usize,
+    /// The profile's kube-scheduler, from its metrics (`algorithm_mean_ms`, `attempt_mean_ms`, …).
+    #[serde(default)]
+    pub scheduler: std::collections::BTreeMap<String, f64>,
 }
 
 /// Reads a JSON file.

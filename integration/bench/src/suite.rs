@@ -124,6 +124,7 @@ impl Runner {
             extender,
             webhook,
             memory,
+            micro: if self.smoke { vec![] } else { crate::criterion::collect(&self.root.join("target/criterion")) },
         })
     }
 }
