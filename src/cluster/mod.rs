@@ -1,7 +1,10 @@
 //! `ClusterView`: the cached Kubernetes objects decisions read — StorageClasses, PVCs, PVs,
 //! Nodes and stork VolumeSnapshots. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
-//! Both fill the same kube-runtime stores, so decision code cannot tell them apart.
+//! Both fill the same stores through the same writers and trimming, so decision code cannot tell them apart.
+//! PVCs and PVs, the numerous kinds, are kept in a compact form (`compact`, `cache`) and rebuilt on read.
 
+mod cache;
+mod compact;
 mod live;
 mod offline;
 pub mod pod;
@@ -17,8 +20,13 @@ use k8s_openapi::api::{
 };
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 
+use self::{
+    cache::{Cache, CacheWriter},
+    compact::{CachedPv, CachedPvc},
+};
 use crate::snapshot::crd::VolumeSnapshot;
 
+pub use compact::{trim_pv, trim_pvc};
 pub use live::{run_reflectors, trim_node};
 pub use offline::{Objects, load_objects_file};
 
@@ -48,8 +56,10 @@ pub enum Error {
 #[derive(Clone)]
 pub struct ClusterView {
     storage_classes: Store<StorageClass>,
-    pvcs: Store<PersistentVolumeClaim>,
-    pvs: Store<PersistentVolume>,
+    // Claims and volumes are many and large as typed objects: they are cached compactly and
+    // rebuilt on read (see `compact`).
+    pvcs: Cache<CachedPvc>,
+    pvs: Cache<CachedPv>,
     nodes: Store<Node>,
     synced: Arc<AtomicBool>,
     snapshots: Store<VolumeSnapshot>,
@@ -67,8 +77,8 @@ static NEXT_VIEW_ID: AtomicU64 = AtomicU64::new(1);
 /// Write side of the cache, consumed by the reflectors or the offline loader.
 pub struct ClusterWriters {
     pub(crate) storage_classes: Writer<StorageClass>,
-    pub(crate) pvcs: Writer<PersistentVolumeClaim>,
-    pub(crate) pvs: Writer<PersistentVolume>,
+    pub(crate) pvcs: CacheWriter<CachedPvc>,
+    pub(crate) pvs: CacheWriter<CachedPv>,
     pub(crate) nodes: Writer<Node>,
     pub(crate) synced: Arc<AtomicBool>,
     pub(crate) snapshots: Writer<VolumeSnapshot>,
@@ -79,8 +89,8 @@ impl ClusterView {
     /// Empty stores plus their writers; the view is not synced until the writers say so.
     pub fn new() -> (Self, ClusterWriters) {
         let (storage_classes, sc_w) = reflector::store();
-        let (pvcs, pvc_w) = reflector::store();
-        let (pvs, pv_w) = reflector::store();
+        let (pvcs, pvc_w) = cache::cache();
+        let (pvs, pv_w) = cache::cache();
         let (nodes, node_w) = reflector::store();
         let (snapshots, snap_w) = reflector::store();
         let synced = Arc::new(AtomicBool::new(false));
@@ -150,14 +160,15 @@ impl ClusterView {
         self.synced.load(Ordering::Acquire)
     }
 
-    /// A PVC by namespace and name.
+    /// A PVC by namespace and name, as cached (trimmed by [`trim_pvc`]); each call builds a
+    /// new object, so hold on to it rather than asking again.
     pub fn pvc(&self, namespace: &str, name: &str) -> Option<Arc<PersistentVolumeClaim>> {
-        self.pvcs.get(&ObjectRef::new(name).within(namespace))
+        self.pvcs.get(&compact::claim_key(namespace, name)).map(|c| c.get())
     }
 
-    /// A PV by name.
+    /// A PV by name, as cached (trimmed by [`trim_pv`]); each call builds a new object.
     pub fn pv(&self, name: &str) -> Option<Arc<PersistentVolume>> {
-        self.pvs.get(&ObjectRef::new(name))
+        self.pvs.get(name).map(|v| v.get())
     }
 
     /// A StorageClass by name.

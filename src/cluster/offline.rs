@@ -90,8 +90,8 @@ struct Feed(ClusterWriters);
 impl Feed {
     fn start(mut w: ClusterWriters) -> Self {
         w.storage_classes.apply_watcher_event(&watcher::Event::Init);
-        w.pvcs.apply_watcher_event(&watcher::Event::Init);
-        w.pvs.apply_watcher_event(&watcher::Event::Init);
+        w.pvcs.apply(watcher::Event::Init);
+        w.pvs.apply(watcher::Event::Init);
         w.nodes.apply_watcher_event(&watcher::Event::Init);
         w.snapshots.apply_watcher_event(&watcher::Event::Init);
         Self(w)
@@ -101,8 +101,9 @@ impl Feed {
         let w = &mut self.0;
         match object {
             Object::StorageClass(o) => init_apply(&mut w.storage_classes, o),
-            Object::Pvc(o) => init_apply(&mut w.pvcs, o),
-            Object::Pv(o) => init_apply(&mut w.pvs, o),
+            // Trimmed and packed by the writer, as in live mode.
+            Object::Pvc(o) => w.pvcs.apply(watcher::Event::InitApply(o)),
+            Object::Pv(o) => w.pvs.apply(watcher::Event::InitApply(o)),
             Object::Node(o) => init_apply(&mut w.nodes, o),
             Object::Snapshot(o) => init_apply(&mut w.snapshots, o),
         }
@@ -119,8 +120,8 @@ impl Feed {
             snapshots_synced,
         } = self.0;
         storage_classes.apply_watcher_event(&watcher::Event::InitDone);
-        pvcs.apply_watcher_event(&watcher::Event::InitDone);
-        pvs.apply_watcher_event(&watcher::Event::InitDone);
+        pvcs.apply(watcher::Event::InitDone);
+        pvs.apply(watcher::Event::InitDone);
         nodes.apply_watcher_event(&watcher::Event::InitDone);
         snapshots.apply_watcher_event(&watcher::Event::InitDone);
         synced.store(true, Ordering::Release);

@@ -7,9 +7,11 @@ use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_TYPE, web};
 use tracing::{Span, instrument};
 
 use super::{
-    Candidate, Error, Indexed, Inputs, MAX_BODY_BYTES, filter,
+    Candidate, Error, Indexed, Inputs, MAX_BODY_BYTES,
+    encode::{self, Kept},
+    filter,
     prioritize::{self, Scores},
-    wire::{ExtenderArgs, FilterResult, HostScore, RequestNode, ResponseNodeList},
+    wire::{ExtenderArgs, HostScore, RequestNode},
 };
 use crate::{
     body::read_body,
@@ -80,7 +82,13 @@ fn with_request<R>(
     body: &[u8],
     decide: impl FnOnce(&PodFacts, &[Candidate<'_>], Option<&[RequestNode<'_>]>) -> Result<R, Error>,
 ) -> Result<R, Error> {
-    let mut args: ExtenderArgs<'_> = serde_json::from_slice(body).map_err(Error::Decode)?;
+    // Validated as UTF-8 once here, so names and raw nodes are then borrowed without checking
+    // each string again; a body that is not UTF-8 gets serde_json's own error, as before.
+    let args = match std::str::from_utf8(body) {
+        Ok(text) => serde_json::from_str::<ExtenderArgs<'_>>(text),
+        Err(_) => serde_json::from_slice(body),
+    };
+    let mut args = args.map_err(Error::Decode)?;
     let pod = args.pod.take().ok_or(Error::MissingPod)?;
     let span = Span::current();
     if !span.is_disabled() {
@@ -149,22 +157,21 @@ pub fn filter_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, E
         };
         let failed_nodes = reasons(decision.failed, &mut size);
         let failed_and_unresolvable_nodes = reasons(decision.unresolvable, &mut size);
-        let (nodes, node_names) = match raw {
+        let kept = match raw {
             Some(items) => {
                 let kept: Vec<_> = decision.kept.iter().map(|&i| items[i].raw).collect();
                 size += kept.iter().map(|r| r.get().len() + 1).sum::<usize>();
-                (Some(ResponseNodeList { metadata: serde_json::Map::new(), items: kept }), None)
+                Kept::Nodes(kept)
             }
             None => {
                 let kept: Vec<&str> = decision.kept.iter().map(|&i| name(i)).collect();
                 size += kept.iter().map(|n| n.len() + 3).sum::<usize>();
-                (None, Some(kept))
+                Kept::Names(kept)
             }
         };
-        let result =
-            FilterResult { nodes, node_names, failed_nodes, failed_and_unresolvable_nodes, error: String::new() };
-        tracing::debug!(failed = ?result.failed_nodes, unresolvable = ?result.failed_and_unresolvable_nodes, "filtered");
-        json_response(&result, size)
+        tracing::debug!(failed = ?failed_nodes, unresolvable = ?failed_and_unresolvable_nodes, "filtered");
+        let body = encode::filter_result(&kept, &failed_nodes, &failed_and_unresolvable_nodes, size);
+        json_response(body)
     })
 }
 
@@ -176,19 +183,18 @@ pub fn prioritize_body(state: &ExtenderState, body: &[u8]) -> Result<HttpRespons
         if let Some(ev) = event {
             state.events.send(pod_ref(pod), ev);
         }
-        let list: Vec<HostScore<'_>> =
-            candidates.iter().zip(scores).map(|(c, score)| HostScore { host: c.name, score }).collect();
-        tracing::debug!(scores = ?list, "prioritized");
-        // `{"Host":"","Score":}` plus the name and up to 20 digits.
-        let size = 2 + list.iter().map(|h| h.host.len() + 41).sum::<usize>();
-        json_response(&list, size)
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            let list: Vec<HostScore<'_>> =
+                candidates.iter().zip(&scores).map(|(c, &score)| HostScore { host: c.name, score }).collect();
+            tracing::debug!(scores = ?list, "prioritized");
+        }
+        json_response(encode::host_scores(candidates.iter().zip(scores).map(|(c, score)| (c.name, score))))
     })
 }
 
-/// Encodes into a buffer sized up front, so a large answer is written once, never regrown.
-fn json_response<T: serde::Serialize>(value: &T, size: usize) -> Result<HttpResponse, Error> {
-    let mut body = Vec::with_capacity(size);
-    serde_json::to_writer(&mut body, value).map_err(Error::Encode)?;
+/// Wraps an encoded JSON body.
+fn json_response(body: serde_json::Result<Vec<u8>>) -> Result<HttpResponse, Error> {
+    let body = body.map_err(Error::Encode)?;
     Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body))
 }
 

@@ -3,6 +3,7 @@
 //! `http.rs` is the envelope (read body, decode, snapshot, encode); `filter.rs` and
 //! `prioritize.rs` are pure decisions over the cached cluster view and driver state.
 
+pub mod encode;
 pub mod filter;
 pub mod http;
 pub mod placement;

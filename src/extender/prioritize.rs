@@ -135,23 +135,29 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
 
 /// Score of one healthy driver node for one volume: replica > same rack > same zone > same
 /// region, each level compared with every healthy replica; halved when the node's storage is down.
-/// Nodes and replicas are inventory indices, compared through their [`NodeInventory::keys`].
+/// Nodes and replicas are inventory indices, compared through their [`NodeInventory::keys`] in
+/// one pass over the replicas (the best level of any replica is the score).
 /// Deviation from Stork: a node without rack information never counts as "same rack".
 pub fn locality_score(inventory: &NodeInventory, node: usize, replicas: &[usize]) -> i64 {
     let d = inventory.keys(node);
     let empty = NodeInventory::EMPTY_KEY;
-    let replicas = || replicas.iter().map(|&r| inventory.keys(r));
-    let full = if replicas().any(|r| r.id == d.id) {
-        NODE_SCORE
-    } else if d.rack != empty && replicas().any(|r| r.rack == d.rack && r.zone == d.zone && r.region == d.region) {
-        RACK_SCORE
-    } else if d.zone != empty && replicas().any(|r| r.zone == d.zone && r.region == d.region) {
-        ZONE_SCORE
-    } else if d.region != empty && replicas().any(|r| r.region == d.region) {
-        REGION_SCORE
-    } else {
-        0
+    let level = |&r: &usize| {
+        let r = inventory.keys(r);
+        if r.id == d.id {
+            NODE_SCORE
+        } else if r.region != d.region {
+            0
+        } else if d.rack != empty && r.rack == d.rack && r.zone == d.zone {
+            RACK_SCORE
+        } else if d.zone != empty && r.zone == d.zone {
+            ZONE_SCORE
+        } else if d.region != empty {
+            REGION_SCORE
+        } else {
+            0
+        }
     };
+    let full = replicas.iter().map(level).max().unwrap_or(0);
     if d.status == NodeStatus::StorageDown { full / 2 } else { full }
 }
 

@@ -7,7 +7,7 @@
 
 use std::{borrow::Cow, collections::BTreeMap};
 
-use serde::{Deserialize, Deserializer, Serialize, de};
+use serde::{Deserialize, Deserializer, Serialize, de, de::DeserializeSeed};
 use serde_json::value::RawValue;
 
 use crate::{cluster::pod::PodFacts, knobs};
@@ -23,7 +23,42 @@ pub struct ExtenderArgs<'a> {
     pub nodes: Option<RequestNodeList<'a>>,
     /// Node names (`nodeCacheCapable: true`), borrowed from the body unless escaped.
     #[serde(rename = "NodeNames", alias = "nodenames", alias = "nodeNames", borrow, default)]
-    pub node_names: Option<Vec<Cow<'a, str>>>,
+    pub node_names: Option<Vec<Text<'a>>>,
+}
+
+/// A JSON string borrowed from the body unless it has escapes. serde's own `Cow<str>` impl
+/// always allocates when nested in a `Vec` (`#[serde(borrow)]` only reaches direct fields),
+/// which cost one allocation and free per node name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Text<'a>(pub Cow<'a, str>);
+
+impl std::ops::Deref for Text<'_> {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(V)
+    }
 }
 
 /// A `v1.NodeList` whose items are kept raw.
@@ -50,22 +85,119 @@ pub struct RequestNode<'a> {
 impl<'de: 'a, 'a> Deserialize<'de> for RequestNode<'a> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let raw: &'a RawValue = Deserialize::deserialize(d)?;
-        let lite: NodeLite<'a> = serde_json::from_str(raw.get()).map_err(de::Error::custom)?;
+        let mut fields = NodeFields::default();
+        let mut de = serde_json::Deserializer::from_str(raw.get());
+        match NodeSeed(&mut fields).deserialize(&mut de) {
+            // Stopped on purpose once every field was read: the raw value was checked already.
+            Err(_) if fields.stopped => {}
+            Err(e) => return Err(de::Error::custom(e)),
+            Ok(()) => de.end().map_err(de::Error::custom)?,
+        }
         Ok(Self {
             raw,
-            name: lite.metadata.name,
-            addresses: lite.status.addresses.into_iter().map(|a| (a.kind, a.address)).collect(),
-            storage_unschedulable: lite.metadata.annotations.0.as_deref().and_then(knobs::parse_bool) == Some(true),
+            name: fields.name,
+            addresses: fields.addresses.into_iter().map(|a| (a.kind, a.address)).collect(),
+            storage_unschedulable: fields.unschedulable.0.as_deref().and_then(knobs::parse_bool) == Some(true),
         })
     }
 }
 
-#[derive(Deserialize)]
-struct NodeLite<'a> {
-    #[serde(borrow, default)]
-    metadata: NodeMetaLite<'a>,
-    #[serde(borrow, default)]
-    status: NodeStatusLite<'a>,
+/// What decisions read of a request Node, filled while decoding it. The Node's JSON was already
+/// scanned once as a raw value, so decoding stops as soon as `metadata` and `status.addresses`
+/// are read: the rest of `status` (conditions, images: most of a Node) is never scanned again.
+#[derive(Default)]
+struct NodeFields<'a> {
+    name: Cow<'a, str>,
+    addresses: Vec<AddressLite<'a>>,
+    unschedulable: UnschedulableAnnotation,
+    metadata_read: bool,
+    status_read: bool,
+    stopped: bool,
+}
+
+impl NodeFields<'_> {
+    /// Ends decoding with an error the caller recognises by `stopped`, once nothing is left to read.
+    fn stop_if_done<E: de::Error>(&mut self) -> Result<(), E> {
+        if self.metadata_read && self.status_read {
+            self.stopped = true;
+            return Err(E::custom("node fields read"));
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a Node object into [`NodeFields`].
+struct NodeSeed<'s, 'a>(&'s mut NodeFields<'a>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for NodeSeed<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de: 'a, 'a> de::Visitor<'de> for NodeSeed<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a Node object")
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let fields = self.0;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match &*key {
+                "metadata" => {
+                    let meta: NodeMetaLite<'de> = map.next_value()?;
+                    fields.name = meta.name;
+                    fields.unschedulable = meta.annotations;
+                    fields.metadata_read = true;
+                    fields.stop_if_done()?;
+                }
+                "status" => map.next_value_seed(StatusSeed(&mut *fields))?,
+                _ => {
+                    map.next_value::<de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Decodes a NodeStatus up to its `addresses` (`null` and a missing status read as none).
+struct StatusSeed<'s, 'a>(&'s mut NodeFields<'a>);
+
+impl<'de: 'a, 'a> de::DeserializeSeed<'de> for StatusSeed<'_, 'a> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_option(self)
+    }
+}
+
+impl<'de: 'a, 'a> de::Visitor<'de> for StatusSeed<'_, 'a> {
+    type Value = ();
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a NodeStatus object")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        self.0.status_read = true;
+        self.0.stop_if_done()
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
+    }
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let fields = self.0;
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            if &*key == "addresses" {
+                fields.addresses = map.next_value::<Option<Vec<AddressLite<'de>>>>()?.unwrap_or_default();
+                fields.status_read = true;
+                fields.stop_if_done()?;
+            } else {
+                map.next_value::<de::IgnoredAny>()?;
+            }
+        }
+        fields.status_read = true;
+        fields.stop_if_done()
+    }
 }
 
 #[derive(Default, Deserialize)]
@@ -76,22 +208,12 @@ struct NodeMetaLite<'a> {
     annotations: UnschedulableAnnotation,
 }
 
-#[derive(Default, Deserialize)]
-struct NodeStatusLite<'a> {
-    #[serde(borrow, default, deserialize_with = "nullable")]
-    addresses: Vec<AddressLite<'a>>,
-}
-
 #[derive(Deserialize)]
 struct AddressLite<'a> {
     #[serde(rename = "type", borrow)]
     kind: Cow<'a, str>,
     #[serde(borrow)]
     address: Cow<'a, str>,
-}
-
-fn nullable<'de, D: Deserializer<'de>, T: Deserialize<'de> + Default>(d: D) -> Result<T, D::Error> {
-    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
 }
 
 /// Picks one annotation out of the map without materialising the others.
@@ -111,8 +233,8 @@ impl<'de> Deserialize<'de> for UnschedulableAnnotation {
             }
             fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
                 let mut found = None;
-                while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    if key == knobs::NODE_UNSCHEDULABLE {
+                while let Some(key) = map.next_key::<Text<'de>>()? {
+                    if &*key == knobs::NODE_UNSCHEDULABLE {
                         found = Some(map.next_value::<String>()?);
                     } else {
                         map.next_value::<de::IgnoredAny>()?;
@@ -168,4 +290,34 @@ pub struct HostScore<'a> {
     pub host: &'a str,
     /// Raw score.
     pub score: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(json: &str) -> RequestNode<'_> {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn node_fields_are_read_whatever_the_key_order_and_the_raw_node_is_kept_whole() {
+        let addresses = vec![(Cow::from("InternalIP"), Cow::from("10.0.0.1"))];
+        for json in [
+            r#"{"metadata":{"name":"n1","annotations":{"x":"1"}},"status":{"addresses":[{"type":"InternalIP","address":"10.0.0.1"}],"images":[1]}}"#,
+            r#"{"status":{"images":[],"addresses":[{"address":"10.0.0.1","type":"InternalIP"}]},"kind":"Node","metadata":{"name":"n\u0031"}}"#,
+        ] {
+            let n = node(json);
+            assert_eq!((n.name.as_ref(), &n.addresses, n.raw.get()), ("n1", &addresses, json));
+        }
+        let bare = node(r#"{"metadata":{"name":"n2"},"status":null}"#);
+        assert!(bare.addresses.is_empty() && !bare.storage_unschedulable);
+    }
+
+    #[test]
+    fn a_node_that_is_not_an_object_or_has_wrong_typed_fields_is_an_error() {
+        for json in [r#"5"#, r#"{"metadata":{"name":5}}"#, r#"{"status":{"addresses":"x"}}"#] {
+            assert!(serde_json::from_str::<RequestNode<'_>>(json).is_err(), "{json}");
+        }
+    }
 }

@@ -4,6 +4,7 @@
 //! `review.rs` is the envelope (AdmissionReview v1 in and out); `mutate_pod.rs` and
 //! `validate_pvc.rs` are pure decisions over cached state.
 
+pub mod decode;
 pub mod mutate_pod;
 pub mod review;
 pub mod validate_pvc;

@@ -68,7 +68,7 @@ pub struct Stork {
 }
 
 impl Stork {
-    /// Starts `stork serve --driver mock` on the given files; logs go to `dir/stork.log`.
+    /// Starts `stork serve --driver mock` on the given files; logs go to `dir/logs/stork.log`.
     pub fn start(stork: &Path, dir: &Path, objects: &Path, topology: &Path, certs: &Certs) -> anyhow::Result<Self> {
         let [extender, https, admin] = free_ports()?;
         let args: Vec<String> = vec![
@@ -90,7 +90,11 @@ impl Stork {
             "--tls-key".into(),
             certs.key.display().to_string(),
         ];
-        let log = dir.join("stork.log");
+        // Not in `dir` itself: stork watches that directory (certificates, topology), and a log
+        // line written there would wake its file watchers on every request, as no deployment does.
+        let logs = dir.join("logs");
+        std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+        let log = logs.join("stork.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         // stork's own default log level: the harness measures the binary as deployed.
         let mut cmd = Command::new(stork);

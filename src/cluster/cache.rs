@@ -1,0 +1,129 @@
+//! A reflector store for objects kept in a compact form ([`super::compact`]): the same
+//! watcher-event semantics as kube-runtime's `Writer`/`Store` (an initial list is buffered and
+//! swapped in whole at `InitDone`), but events are taken by value, so an object is packed
+//! without being cloned first.
+
+use std::sync::{Arc, PoisonError, RwLock};
+
+use kube::runtime::watcher;
+use rustc_hash::FxHashMap;
+use tokio::sync::watch;
+
+use super::compact::{CachedPv, CachedPvc};
+
+/// A compact form of a Kubernetes object and the key the store files it under.
+pub(crate) trait Packed: Send + Sync + 'static {
+    /// The typed object.
+    type Full;
+    /// Trims and packs an object.
+    fn pack(full: Self::Full) -> Self;
+    /// The object's store key.
+    fn key(full: &Self::Full) -> String;
+}
+
+impl Packed for CachedPvc {
+    type Full = k8s_openapi::api::core::v1::PersistentVolumeClaim;
+    fn pack(full: Self::Full) -> Self {
+        Self::new(full)
+    }
+    fn key(full: &Self::Full) -> String {
+        Self::key(full)
+    }
+}
+
+impl Packed for CachedPv {
+    type Full = k8s_openapi::api::core::v1::PersistentVolume;
+    fn pack(full: Self::Full) -> Self {
+        Self::new(full)
+    }
+    fn key(full: &Self::Full) -> String {
+        Self::key(full)
+    }
+}
+
+type Map<T> = FxHashMap<Box<str>, Arc<T>>;
+
+struct Shared<T> {
+    map: RwLock<Map<T>>,
+    ready: watch::Sender<bool>,
+}
+
+/// Read side; clones share the objects.
+pub(crate) struct Cache<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> Clone for Cache<T> {
+    fn clone(&self) -> Self {
+        Self { shared: self.shared.clone() }
+    }
+}
+
+/// Write side, fed watcher events.
+pub(crate) struct CacheWriter<T> {
+    shared: Arc<Shared<T>>,
+    buffer: Option<Map<T>>,
+}
+
+/// An empty cache and its writer.
+pub(crate) fn cache<T>() -> (Cache<T>, CacheWriter<T>) {
+    let shared = Arc::new(Shared { map: RwLock::new(Map::default()), ready: watch::Sender::new(false) });
+    (Cache { shared: shared.clone() }, CacheWriter { shared, buffer: None })
+}
+
+impl<T> Cache<T> {
+    /// The object under `key`.
+    pub(crate) fn get(&self, key: &str) -> Option<Arc<T>> {
+        self.shared.map.read().unwrap_or_else(PoisonError::into_inner).get(key).cloned()
+    }
+
+    /// Number of objects.
+    pub(crate) fn len(&self) -> usize {
+        self.shared.map.read().unwrap_or_else(PoisonError::into_inner).len()
+    }
+
+    /// Resolves once the first complete list is in (as kube-runtime's `wait_until_ready`).
+    pub(crate) async fn wait_until_ready(&self) -> Result<(), watch::error::RecvError> {
+        self.shared.ready.subscribe().wait_for(|ready| *ready).await.map(|_| ())
+    }
+}
+
+impl<T: Packed> CacheWriter<T> {
+    /// Applies one watcher event.
+    pub(crate) fn apply(&mut self, event: watcher::Event<T::Full>) {
+        match event {
+            watcher::Event::Init => self.buffer = Some(Map::default()),
+            watcher::Event::InitApply(obj) => {
+                let key = T::key(&obj).into_boxed_str();
+                let packed = Arc::new(T::pack(obj));
+                match self.buffer.as_mut() {
+                    Some(buffer) => {
+                        buffer.insert(key, packed);
+                    }
+                    None => {
+                        self.write().insert(key, packed);
+                    }
+                }
+            }
+            watcher::Event::InitDone => {
+                if let Some(mut buffer) = self.buffer.take() {
+                    buffer.shrink_to_fit();
+                    *self.write() = buffer;
+                }
+                self.shared.ready.send_replace(true);
+            }
+            watcher::Event::Apply(obj) => {
+                let key = T::key(&obj).into_boxed_str();
+                let packed = Arc::new(T::pack(obj));
+                self.write().insert(key, packed);
+            }
+            watcher::Event::Delete(obj) => {
+                self.write().remove(T::key(&obj).as_str());
+            }
+        }
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Map<T>> {
+        self.shared.map.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
