@@ -61,8 +61,13 @@ pub fn collect(dir: &Path) -> Vec<MicroBench> {
             }
         }
     }
-    out.sort_by(|a, b| a.id.cmp(&b.id));
+    out.sort_by(|a, b| sort_key(&a.id).cmp(&sort_key(&b.id)));
     out
+}
+
+/// Orders ids part by part, numeric parts as numbers: `…/500` before `…/1000`.
+pub fn sort_key(id: &str) -> Vec<(u64, &str)> {
+    id.split('/').map(|part| (part.parse().unwrap_or(0), part)).collect()
 }
 
 /// Directories under `dir` holding a `new/` estimate, depth first.
@@ -92,9 +97,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn estimates_are_read_from_each_benchmarks_new_directory_and_sorted_by_id() {
+    fn estimates_are_read_from_each_benchmarks_new_directory_and_sorted_with_sizes_as_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        for (id, median) in [("prioritize/names/5000", 250_000.0), ("filter/names/100", 9_000.0)] {
+        let cases =
+            [("prioritize/names/5000", 250_000.0), ("prioritize/names/500", 25_000.0), ("filter/names/100", 9_000.0)];
+        for (id, median) in cases {
             let new = dir.path().join(id.replace('/', "_")).join("new");
             std::fs::create_dir_all(&new).unwrap();
             let est = serde_json::json!({"median": {"point_estimate": median,
@@ -105,7 +112,7 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("report")).unwrap();
         let got = collect(dir.path());
         let ids: Vec<&str> = got.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(ids, ["filter/names/100", "prioritize/names/5000"]);
-        assert_eq!(got[1].ci_ns, (249_999.0, 250_001.0));
+        assert_eq!(ids, ["filter/names/100", "prioritize/names/500", "prioritize/names/5000"]);
+        assert_eq!(got[2].ci_ns, (249_999.0, 250_001.0));
     }
 }

@@ -253,7 +253,9 @@ fn micro(md: &mut String, r: &Results) {
     );
     let _ = writeln!(md, "| Benchmark | Median | 95 % interval |\n|---|---|---|");
     let t = |ns: f64| if ns >= 1e6 { format!("{:.2} ms", ns / 1e6) } else { format!("{:.1} µs", ns / 1e3) };
-    for m in &r.micro {
+    let mut micro: Vec<_> = r.micro.iter().collect();
+    micro.sort_by(|a, b| crate::criterion::sort_key(&a.id).cmp(&crate::criterion::sort_key(&b.id)));
+    for m in micro {
         let _ = writeln!(md, "| `{}` | {} | {} – {} |", m.id, t(m.median_ns), t(m.ci_ns.0), t(m.ci_ns.1));
     }
     md.push('\n');
