@@ -9,8 +9,6 @@ use kube::runtime::watcher;
 use rustc_hash::FxHashMap;
 use tokio::sync::watch;
 
-use super::compact::{CachedPv, CachedPvc};
-
 /// A compact form of a Kubernetes object and the key the store files it under.
 pub(crate) trait Packed: Send + Sync + 'static {
     /// The typed object.
@@ -19,26 +17,6 @@ pub(crate) trait Packed: Send + Sync + 'static {
     fn pack(full: Self::Full) -> Self;
     /// The object's store key.
     fn key(full: &Self::Full) -> String;
-}
-
-impl Packed for CachedPvc {
-    type Full = k8s_openapi::api::core::v1::PersistentVolumeClaim;
-    fn pack(full: Self::Full) -> Self {
-        Self::new(full)
-    }
-    fn key(full: &Self::Full) -> String {
-        Self::key(full)
-    }
-}
-
-impl Packed for CachedPv {
-    type Full = k8s_openapi::api::core::v1::PersistentVolume;
-    fn pack(full: Self::Full) -> Self {
-        Self::new(full)
-    }
-    fn key(full: &Self::Full) -> String {
-        Self::key(full)
-    }
 }
 
 type Map<T> = FxHashMap<Box<str>, Arc<T>>;

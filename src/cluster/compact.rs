@@ -9,6 +9,7 @@
 
 use std::{collections::BTreeMap, sync::Arc};
 
+use super::cache::Packed;
 use k8s_openapi::{
     api::core::v1::{
         PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeClaimStatus,
@@ -104,8 +105,8 @@ struct Meta {
 }
 
 impl Meta {
+    /// Takes the kept fields out of metadata already trimmed by [`trim_meta`].
     fn take(m: &mut ObjectMeta) -> Self {
-        trim_meta(m);
         Self {
             name: pack(m.name.take()),
             namespace: pack(m.namespace.take()),
@@ -148,9 +149,11 @@ pub(crate) struct CachedPvc {
     rest: Option<Box<PersistentVolumeClaim>>,
 }
 
-impl CachedPvc {
+impl Packed for CachedPvc {
+    type Full = PersistentVolumeClaim;
+
     /// Trims the claim (see [`trim_pvc`]) and packs it.
-    pub(crate) fn new(mut pvc: PersistentVolumeClaim) -> Self {
+    fn pack(mut pvc: PersistentVolumeClaim) -> Self {
         trim_pvc(&mut pvc);
         let meta = Meta::take(&mut pvc.metadata);
         let (mut access_modes, mut requests, mut storage_class_name, mut volume_mode, mut volume_name) =
@@ -190,6 +193,14 @@ impl CachedPvc {
         }
     }
 
+    /// Store key: `namespace/name`.
+    fn key(pvc: &PersistentVolumeClaim) -> String {
+        let m = &pvc.metadata;
+        claim_key(m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default())
+    }
+}
+
+impl CachedPvc {
     /// The claim as it was cached.
     pub(crate) fn get(&self) -> Arc<PersistentVolumeClaim> {
         let mut pvc = self.rest.as_deref().cloned().unwrap_or_default();
@@ -209,12 +220,6 @@ impl CachedPvc {
             s.capacity = unpack_quantities(&self.capacity);
         }
         Arc::new(pvc)
-    }
-
-    /// Store key: `namespace/name`.
-    pub(crate) fn key(pvc: &PersistentVolumeClaim) -> String {
-        let m = &pvc.metadata;
-        claim_key(m.namespace.as_deref().unwrap_or_default(), m.name.as_deref().unwrap_or_default())
     }
 }
 
@@ -247,9 +252,11 @@ pub(crate) struct CachedPv {
     rest: Option<Box<PersistentVolume>>,
 }
 
-impl CachedPv {
+impl Packed for CachedPv {
+    type Full = PersistentVolume;
+
     /// Trims the volume (see [`trim_pv`]) and packs it.
-    pub(crate) fn new(mut pv: PersistentVolume) -> Self {
+    fn pack(mut pv: PersistentVolume) -> Self {
         trim_pv(&mut pv);
         let meta = Meta::take(&mut pv.metadata);
         let mut out = Self {
@@ -300,6 +307,13 @@ impl CachedPv {
         out
     }
 
+    /// Store key: the name.
+    fn key(pv: &PersistentVolume) -> String {
+        pv.metadata.name.clone().unwrap_or_default()
+    }
+}
+
+impl CachedPv {
     /// The volume as it was cached.
     pub(crate) fn get(&self) -> Arc<PersistentVolume> {
         let mut pv = self.rest.as_deref().cloned().unwrap_or_default();
@@ -325,11 +339,6 @@ impl CachedPv {
             s.last_phase_transition_time = self.last_phase_transition_time.clone();
         }
         Arc::new(pv)
-    }
-
-    /// Store key: the name.
-    pub(crate) fn key(pv: &PersistentVolume) -> String {
-        pv.metadata.name.clone().unwrap_or_default()
     }
 }
 

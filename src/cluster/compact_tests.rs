@@ -13,7 +13,7 @@ fn full_pv() -> PersistentVolume {
 
 #[test]
 fn a_cached_claim_keeps_what_the_decisions_read_and_drops_the_rest() {
-    let cached = CachedPvc::new(full_pvc()).get();
+    let cached = CachedPvc::pack(full_pvc()).get();
 
     let meta = &cached.metadata;
     assert_eq!((meta.namespace.as_deref(), meta.name.as_deref()), (Some("db"), Some("data-0")));
@@ -43,7 +43,7 @@ fn a_cached_claim_keeps_what_the_decisions_read_and_drops_the_rest() {
 
 #[test]
 fn a_cached_volume_keeps_its_source_affinity_and_claim_and_drops_the_bulk() {
-    let cached = CachedPv::new(full_pv()).get();
+    let cached = CachedPv::pack(full_pv()).get();
 
     let annotations = cached.metadata.annotations.as_ref().unwrap();
     assert!(annotations.contains_key(crate::driver::csi::locality::REPLICA_NODES_ANNOTATION));
@@ -69,7 +69,7 @@ fn a_cached_volume_keeps_its_source_affinity_and_claim_and_drops_the_bulk() {
 fn usual_claims_and_volumes_are_cached_without_a_boxed_remainder() {
     let pvc: PersistentVolumeClaim = serde_json::from_value(crate::synth::pvc_json(7)).unwrap();
     let pv: PersistentVolume = serde_json::from_value(crate::synth::pv_json(7)).unwrap();
-    let (cached_pvc, cached_pv) = (CachedPvc::new(pvc.clone()), CachedPv::new(pv.clone()));
+    let (cached_pvc, cached_pv) = (CachedPvc::pack(pvc.clone()), CachedPv::pack(pv.clone()));
     assert!(cached_pvc.rest.is_none() && cached_pv.rest.is_none(), "a full typed object per entry is what costs");
     assert_eq!(*cached_pvc.get(), pvc);
     assert_eq!(*cached_pv.get(), pv);
@@ -83,7 +83,7 @@ fn empty_but_present_parts_come_back_present_and_absent_ones_absent() {
         r#"{"metadata": {"name": "a", "labels": {}}}"#,
     ] {
         let pvc: PersistentVolumeClaim = serde_json::from_str(json).unwrap();
-        assert_eq!(*CachedPvc::new(pvc.clone()).get(), pvc, "{json}");
+        assert_eq!(*CachedPvc::pack(pvc.clone()).get(), pvc, "{json}");
     }
     for json in [
         r#"{"metadata": {"name": "a"}, "spec": {"csi": {"driver": "", "volumeHandle": ""}}, "status": {}}"#,
@@ -91,7 +91,7 @@ fn empty_but_present_parts_come_back_present_and_absent_ones_absent() {
         r#"{"metadata": {"name": "a"}}"#,
     ] {
         let pv: PersistentVolume = serde_json::from_str(json).unwrap();
-        assert_eq!(*CachedPv::new(pv.clone()).get(), pv, "{json}");
+        assert_eq!(*CachedPv::pack(pv.clone()).get(), pv, "{json}");
     }
 }
 

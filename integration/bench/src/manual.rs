@@ -41,7 +41,6 @@ pub fn serve(bin: &Path, dir: &Path, nodes: usize) -> anyhow::Result<()> {
     )?;
     writeln!(out, "Ctrl-C stops stork and this command.")?;
     out.flush()?;
-    loop {
-        std::thread::sleep(Duration::from_secs(3600));
-    }
+    let status = stork.wait()?;
+    anyhow::bail!("stork exited ({status}):\n{}", stork.log_tail())
 }

@@ -133,8 +133,13 @@ impl Stork {
             if start.elapsed() > timeout {
                 bail!("stork was not ready after {timeout:?}:\n{}", self.log_tail());
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(20)); // poll /readyz until the deadline
         }
+    }
+
+    /// Waits until stork exits (for `stork-bench serve`, which runs until interrupted).
+    pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
+        self.child.wait()
     }
 
     /// Process id.

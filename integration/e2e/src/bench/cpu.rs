@@ -88,8 +88,8 @@ pub async fn quiesce(cores: f64, max: Duration) -> f64 {
     let deadline = Instant::now() + max;
     let (mut prev, mut at) = (cpu_seconds(), Instant::now());
     loop {
-        // A rate needs an interval: one second per sample.
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        // A rate needs an interval: one CPU sample per second.
+        tokio::time::sleep(Duration::from_secs(1)).await; // poll until the deadline
         let now = cpu_seconds();
         let busy = cluster_cores(&prev, &now, at.elapsed());
         if busy < cores || Instant::now() >= deadline {
