@@ -29,6 +29,8 @@ pub struct ClusterInfo {
     pub stork_admin_port: u16,
     /// stork's HTTPS port.
     pub stork_port: u16,
+    /// kube-apiserver's secure port on 127.0.0.1.
+    pub api_port: u16,
 }
 
 /// How [`Cluster::start_with`] deviates from the e2e suite's cluster; the default is that cluster.
@@ -42,6 +44,12 @@ pub struct ClusterOptions {
     /// Let anyone read both kube-schedulers' `/metrics` on their secure port (by default only
     /// the health paths are open: the schedulers have no delegated authentication here).
     pub scheduler_metrics_open: bool,
+    /// Only the upstream components and KWOK: no CRDs, no stork, no `stork` scheduler, no
+    /// webhooks (the deploy suite installs those from the rendered manifests itself).
+    pub bare: bool,
+    /// The apiserver's `STORK_WEBHOOK_SERVICE_MAP` (how it reaches Services without kube-proxy);
+    /// default: `stork-service.kube-system:443` to the harness's stork.
+    pub webhook_service_map: Option<String>,
 }
 
 enum Cmd {
@@ -266,7 +274,11 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
     step("starting kube-apiserver", t0);
     let mut cmd = Command::new(&bins.k8s);
     // The apiserver reaches stork's webhooks through the real service-based manifests.
-    cmd.env("STORK_WEBHOOK_SERVICE_MAP", format!("stork-service.kube-system:443=127.0.0.1:{stork_port}"));
+    let service_map = opts
+        .webhook_service_map
+        .clone()
+        .unwrap_or_else(|| format!("stork-service.kube-system:443=127.0.0.1:{stork_port}"));
+    cmd.env("STORK_WEBHOOK_SERVICE_MAP", service_map);
     cmd.arg("apiserver").args([
         format!("--etcd-servers=http://127.0.0.1:{etcd_port}"),
         "--bind-address=127.0.0.1".into(),
@@ -318,7 +330,12 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
     }
     std::fs::write(dir.join("scheduler.json"), serde_json::to_vec_pretty(&default_cfg)?)?;
     std::fs::write(dir.join("stork-scheduler.json"), serde_json::to_vec_pretty(&stork_cfg)?)?;
-    for (name, cfg) in [("scheduler", "scheduler.json"), ("stork-scheduler", "stork-scheduler.json")] {
+    let schedulers: &[(&str, &str)] = if opts.bare {
+        &[("scheduler", "scheduler.json")]
+    } else {
+        &[("scheduler", "scheduler.json"), ("stork-scheduler", "stork-scheduler.json")]
+    };
+    for &(name, cfg) in schedulers {
         let mut cmd = Command::new(&bins.k8s);
         cmd.arg("scheduler").args([
             format!("--config={}", p(cfg)),
@@ -345,13 +362,42 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
     ]);
     procs.push(Proc::spawn("kwok", cmd, &dir)?);
 
+    let stork_cmd = stork_command(opts, &bins, &kubeconfig, &topology, &dir, stork_port, stork_admin_port);
+    let info = ClusterInfo { dir, kubeconfig, topology, stork_admin_port, stork_port, api_port };
+    if opts.bare {
+        step("cluster ready (bare: no stork)", t0);
+        return Ok(Components { info, procs, stork_cmd });
+    }
+    let (dir, kubeconfig) = (&info.dir, &info.kubeconfig);
+
     step("installing the CRDs from manifests/crds.yaml", t0);
-    apply_crds(&kubeconfig)?;
+    apply_crds(kubeconfig)?;
     step("starting stork", t0);
+    procs.push(Proc::spawn("stork", stork_cmd(&[]), dir)?);
+    wait_http_ok(procs.last_mut().expect("stork"), stork_admin_port, "/readyz", Duration::from_secs(60))?;
+    for p in procs.iter_mut() {
+        p.check_alive()?;
+    }
+    step("registering stork's webhooks from manifests/webhooks.yaml", t0);
+    register_webhooks(kubeconfig, dir)?;
+    step("cluster ready", t0);
+    Ok(Components { info, procs, stork_cmd })
+}
+
+/// How the harness runs stork: the mock driver on the harness's topology file and certificates.
+fn stork_command(
+    opts: &ClusterOptions,
+    bins: &Bins,
+    kubeconfig: &Path,
+    topology: &Path,
+    dir: &Path,
+    stork_port: u16,
+    stork_admin_port: u16,
+) -> StorkCommand {
     let stork_bin = bins.stork.clone();
-    let (kc, topo, d) = (kubeconfig.clone(), topology.clone(), dir.clone());
+    let (kc, topo, d) = (kubeconfig.to_path_buf(), topology.to_path_buf(), dir.to_path_buf());
     let stork_log = opts.stork_log.clone().unwrap_or_else(|| "info,stork=debug".into());
-    let stork_cmd = move |driver_args: &[String]| {
+    Box::new(move |driver_args: &[String]| {
         let mut cmd = Command::new(&stork_bin);
         cmd.env("RUST_LOG", &stork_log).arg("serve").arg("--kubeconfig").arg(&kc);
         cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
@@ -365,17 +411,7 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
             cmd.args(driver_args);
         }
         cmd
-    };
-    procs.push(Proc::spawn("stork", stork_cmd(&[]), &dir)?);
-    wait_http_ok(procs.last_mut().expect("stork"), stork_admin_port, "/readyz", Duration::from_secs(60))?;
-    for p in procs.iter_mut() {
-        p.check_alive()?;
-    }
-    step("registering stork's webhooks from manifests/webhooks.yaml", t0);
-    register_webhooks(&kubeconfig, &dir)?;
-    step("cluster ready", t0);
-    let info = ClusterInfo { dir, kubeconfig, topology, stork_admin_port, stork_port };
-    Ok(Components { info, procs, stork_cmd: Box::new(stork_cmd) })
+    })
 }
 
 /// The `stork` scheduler's configuration exactly as `manifests/scheduler-config.yaml` has it,

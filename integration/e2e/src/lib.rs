@@ -4,6 +4,7 @@
 pub mod bench;
 mod certs;
 mod cluster;
+pub mod deploy;
 pub mod objects;
 mod procs;
 pub mod replica;
@@ -19,7 +20,7 @@ use kube::{
 };
 use serde_json::json;
 
-pub use cluster::{Cluster, ClusterInfo, http_get_full, repo_root};
+pub use cluster::{Cluster, ClusterInfo, ClusterOptions, http_get_full, repo_root};
 
 /// A client for the cluster behind `kubeconfig` (one per test: clients are tied to a runtime).
 pub async fn client_for(kubeconfig: &Path) -> Result<Client> {

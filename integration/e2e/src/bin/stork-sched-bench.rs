@@ -219,6 +219,7 @@ fn main() -> Result<()> {
         scheduler_client_qps: args.scheduler_qps,
         stork_log: Some("info".into()),
         scheduler_metrics_open: true,
+        ..ClusterOptions::default()
     };
     let cluster = Cluster::start_with(opts)?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
