@@ -35,6 +35,8 @@ pub struct Running {
     health: Health,
     tasks: JoinSet<()>,
     cancel: CancellationToken,
+    /// Ends the leader election (and with it leader-only work) ahead of everything else.
+    step_down: CancellationToken,
 }
 
 /// Validates flags and starts everything. Fails fast with the offending flag or file.
@@ -69,6 +71,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         settings.policy()?;
     }
     let cancel = CancellationToken::new();
+    let step_down = cancel.child_token();
     let mut tasks = JoinSet::new();
 
     let metrics = Metrics::new();
@@ -130,7 +133,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         ));
         if monitor.health_monitor || monitor.snapshot_controllers {
             let (election, leading) = leader_election(client, &namespace, &monitor, &metrics);
-            tasks.spawn(election.run_until(cancel.clone()));
+            tasks.spawn(election.run_until(step_down.clone()));
             if monitor.health_monitor {
                 let m = monitor::Monitor {
                     client: client.clone(),
@@ -190,7 +193,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let listen = Listen { https, extender: extender_listen, admin: admin_listen };
     let servers = server::start(listen, extender, webhook, health.clone(), metrics)?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
-    Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel })
+    Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel, step_down })
 }
 
 /// The election task (mirrored into the `stork_leader` gauge) and its "is leader" receiver.
@@ -277,9 +280,12 @@ async fn kube_client(kubeconfig: Option<PathBuf>) -> anyhow::Result<kube::Client
 }
 
 impl Running {
-    /// Stops serving: readiness goes false first, then listeners drain, then tasks end.
+    /// Stops serving: readiness goes false and the leader steps down (releasing the Lease, so
+    /// another replica takes over in one retry period instead of waiting out the lease while
+    /// the listeners drain), then listeners drain, then tasks end.
     pub async fn stop(mut self) {
         self.health.stopping();
+        self.step_down.cancel();
         self.servers.stop().await;
         self.cancel.cancel();
         while self.tasks.join_next().await.is_some() {}

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 pub use pod::{Binaries, LocalPod, Rewrites};
 pub use proxy::ServiceProxy;
-pub use render::{Rendered, apply, kubectl};
+pub use render::{Rendered, apply, delete, kubectl};
 
 use crate::{Cluster, ClusterInfo, client_for, cluster::ClusterOptions, repo_root};
 
@@ -95,6 +95,22 @@ impl Install {
         apply(&self.cluster.info.kubeconfig, dir)
     }
 
+    /// `kubectl delete -k <dir>`.
+    pub fn delete(&self, dir: &str) -> Result<String> {
+        delete(&self.cluster.info.kubeconfig, dir)
+    }
+
+    /// Stops every running pod (as deleting their Deployments would) and waits for them to exit.
+    pub fn stop_all(&mut self) {
+        let running: Vec<usize> = (0..self.pods.len()).filter(|&i| !self.pods[i].stopped).collect();
+        for &i in &running {
+            self.terminate(i);
+        }
+        for i in running {
+            self.wait_exit(i);
+        }
+    }
+
     /// Starts `spec.replicas` local pods of the rendered Deployment `name` (from `rendered`),
     /// named `<name>-<i>` after those already started, and adds them to the Services that select
     /// them. Returns their indices in [`Install::pods`].
@@ -122,10 +138,15 @@ impl Install {
         Ok(started)
     }
 
-    /// Stops pod `i` with SIGTERM (as the kubelet does) and takes it out of its Services.
-    pub fn stop(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+    /// Starts stopping pod `i` as the kubelet does: out of its Services, then SIGTERM.
+    pub fn terminate(&mut self, i: usize) {
         self.pods[i].stopped = true;
         self.route();
+        self.pods[i].pod.proc.terminate();
+    }
+
+    /// Waits for pod `i` to exit (SIGKILL after the pod's 30 s grace period); its exit status.
+    pub fn wait_exit(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         self.pods[i].pod.proc.stop(Duration::from_secs(30))
     }
 
@@ -142,6 +163,13 @@ impl Install {
                     .collect::<Vec<_>>()
             })
             .collect()
+    }
+
+    /// The first few [`Install::forbidden`] lines and how many there are, for failure messages.
+    pub fn forbidden_summary(&self) -> String {
+        let all = self.forbidden();
+        let first: Vec<&str> = all.iter().take(3).map(String::as_str).collect();
+        format!("{} Forbidden log lines; first: {first:#?}", all.len())
     }
 
     /// The last lines of every pod's log, for failure messages.

@@ -52,17 +52,26 @@ impl Rendered {
 /// `kubectl apply -k <repo>/<dir>` against the cluster of `kubeconfig`, as the install guide
 /// has users run it; returns kubectl's output.
 pub fn apply(kubeconfig: &Path, dir: &str) -> Result<String> {
+    kubectl_k(kubeconfig, "apply", dir)
+}
+
+/// `kubectl delete -k <repo>/<dir>` (the uninstall guide's command); kubectl's output.
+pub fn delete(kubeconfig: &Path, dir: &str) -> Result<String> {
+    kubectl_k(kubeconfig, "delete", dir)
+}
+
+fn kubectl_k(kubeconfig: &Path, verb: &str, dir: &str) -> Result<String> {
     let out = Command::new(kubectl())
         .arg("--kubeconfig")
         .arg(kubeconfig)
-        .arg("apply")
+        .arg(verb)
         .arg("-k")
         .arg(repo_root().join(dir))
         .output()
         .with_context(|| format!("{} not runnable", kubectl()))?;
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     if !out.status.success() {
-        bail!("kubectl apply -k {dir} failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
+        bail!("kubectl {verb} -k {dir} failed:\n{}\n{stdout}", String::from_utf8_lossy(&out.stderr));
     }
     Ok(stdout)
 }

@@ -1,4 +1,4 @@
-//! `manifests/` (and the CSI overlay in `examples/csi/`) render with kustomize and every object
+//! `manifests/` (and the overlays in `examples/`) render with kustomize and every object
 //! is accepted by the real apiserver (server-side dry run: schema, CEL match conditions, RBAC
 //! references).
 
@@ -16,6 +16,16 @@ async fn the_kustomize_base_renders_and_the_apiserver_accepts_every_object() {
 async fn the_csi_overlay_renders_and_the_apiserver_accepts_every_object() {
     let stdout = render_and_dry_run("examples/csi").await;
     assert!(stdout.contains("deployment.apps/stork") && !stdout.contains("stork-mock-topology"), "{stdout}");
+}
+
+#[tokio::test]
+async fn the_mock_demo_overlay_renders_and_the_apiserver_accepts_every_object() {
+    // Its app/ needs the namespace this creates; the deploy suite applies both for real.
+    let stdout = render_and_dry_run("examples/mock-demo").await;
+    assert!(
+        stdout.contains("persistentvolume/stork-demo-data-2") && stdout.contains("configmap/stork-mock-topology"),
+        "{stdout}"
+    );
 }
 
 /// `kubectl kustomize <dir>` piped into `kubectl apply --dry-run=server`; returns apply's output.
