@@ -4,9 +4,16 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The commit stork was built from: 12 hex digits from git or the `STORK_GIT_REVISION` build
+/// variable, or `unknown` without either (see build.rs).
+pub const GIT_REVISION: &str = env!("STORK_GIT_REVISION");
+
+/// What `stork --version` prints after the name: `0.1.0 (rev 1a2b3c4d5e6f)`.
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (rev ", env!("STORK_GIT_REVISION"), ")");
+
 /// stork: storage-aware scheduling for Kubernetes.
 #[derive(Debug, Parser)]
-#[command(name = "stork", version, about)]
+#[command(name = "stork", version = VERSION, about)]
 pub struct Cli {
     /// Log as JSON lines instead of text.
     #[arg(long, env = "STORK_LOG_JSON", global = true, default_value_t = false)]
@@ -300,6 +307,15 @@ pub struct CertsArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn version_names_the_package_version_and_the_git_revision() {
+        use clap::CommandFactory;
+        let printed = Cli::command().render_version();
+        assert_eq!(printed.trim_end(), format!("stork {} (rev {GIT_REVISION})", env!("CARGO_PKG_VERSION")));
+        // A revision is 12 hex digits from git or the build argument, or `unknown` without either.
+        assert!(!GIT_REVISION.is_empty() && !GIT_REVISION.contains(char::is_whitespace), "{GIT_REVISION:?}");
+    }
 
     #[test]
     fn a_certificate_without_its_key_is_rejected() {

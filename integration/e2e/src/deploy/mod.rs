@@ -9,7 +9,7 @@ mod probe;
 mod proxy;
 mod render;
 
-use std::{collections::BTreeMap, time::Duration};
+use std::{collections::BTreeMap, path::PathBuf, time::Duration};
 
 use anyhow::{Context, Result};
 use kube::Client;
@@ -19,7 +19,7 @@ pub use pod::{Binaries, LocalPod, Rewrites};
 pub use proxy::ServiceProxy;
 pub use render::{Rendered, apply, delete, kubectl};
 
-use crate::{Cluster, ClusterInfo, client_for, cluster::ClusterOptions, repo_root};
+use crate::{Cluster, client_for, cluster::ClusterOptions, repo_root};
 
 /// A bare cluster, the Services of a rendered tree standing in as proxies, and the local pods.
 pub struct Install {
@@ -30,6 +30,8 @@ pub struct Install {
     /// Pods started so far, in start order (stopped ones included).
     pub pods: Vec<Started>,
     services: Vec<Service>,
+    /// Service DNS names → their proxies.
+    dns: Rewrites,
     bins: Binaries,
 }
 
@@ -44,7 +46,6 @@ pub struct Started {
 }
 
 struct Service {
-    namespace: String,
     selector: BTreeMap<String, String>,
     /// (targetPort, proxy)
     ports: Vec<(String, ServiceProxy)>,
@@ -77,17 +78,14 @@ impl Install {
                 }
                 ports.push((target, proxy));
             }
-            services.push(Service { namespace, selector, ports });
+            services.push(Service { selector, ports });
         }
         let opts = ClusterOptions { bare: true, webhook_service_map: Some(map.join(",")), ..Default::default() };
         let cluster = Cluster::start_with(opts)?;
         let client = tokio::task::block_in_place(|| {
             tokio::runtime::Handle::current().block_on(client_for(&cluster.info.kubeconfig))
         })?;
-        let bins = binaries(&cluster.info)?;
-        let install = Self { cluster, client, pods: Vec::new(), services, bins };
-        DNS.with(|d| *d.borrow_mut() = dns);
-        Ok(install)
+        Ok(Self { cluster, client, pods: Vec::new(), services, dns, bins: binaries() })
     }
 
     /// `kubectl apply -k <dir>`.
@@ -123,7 +121,7 @@ impl Install {
             bins: &self.bins,
             api_server: format!("https://127.0.0.1:{}", info.api_port),
             api_ca: info.dir.join("ca.crt"),
-            services: DNS.with(|d| d.borrow().clone()),
+            services: self.dns.clone(),
             run_dir: info.dir.join("pods"),
         };
         let mut started = Vec::new();
@@ -189,24 +187,18 @@ impl Install {
                     .collect();
                 proxy.set_backends(backends);
             }
-            let _ = &svc.namespace;
         }
     }
-}
-
-thread_local! {
-    // Service DNS rewrites, kept per test thread (one installation per test).
-    static DNS: std::cell::RefCell<Rewrites> = std::cell::RefCell::new(Rewrites::default());
 }
 
 fn labels(v: &Value) -> BTreeMap<String, String> {
     v.as_object().into_iter().flatten().map(|(k, v)| (k.clone(), v.as_str().unwrap_or_default().to_string())).collect()
 }
 
-fn binaries(info: &ClusterInfo) -> Result<Binaries> {
+/// The binaries the harness's own cluster uses (`STORK_BIN`, `STORK_K8S_BIN_DIR`).
+fn binaries() -> Binaries {
     let root = repo_root();
-    let dir = std::env::var_os("STORK_K8S_BIN_DIR").map(Into::into).unwrap_or(root.join("integration/.cache/bin"));
-    let stork = std::env::var_os("STORK_BIN").map(Into::into).unwrap_or(root.join("target/debug/stork"));
-    let _ = info;
-    Ok(Binaries { stork, k8s: std::path::PathBuf::from(dir).join("k8s-local") })
+    let dir = std::env::var_os("STORK_K8S_BIN_DIR").map(PathBuf::from).unwrap_or(root.join("integration/.cache/bin"));
+    let stork = std::env::var_os("STORK_BIN").map(PathBuf::from).unwrap_or(root.join("target/debug/stork"));
+    Binaries { stork, k8s: dir.join("k8s-local") }
 }
