@@ -1,5 +1,9 @@
 # stork tasks. `just` lists them.
 
+# The stork binary e2e and bench-smoke run: the debug build unless STORK_BIN names another (CI
+# passes the static release binary `just image` built, so the suites test what ships).
+stork_bin := env_var_or_default("STORK_BIN", "target/debug/stork")
+
 [private]
 default:
     @just --list --unsorted
@@ -73,8 +77,8 @@ bench:
 bench-smoke:
     integration/cluster/build.sh
     cargo build --bin stork && cargo build -p stork-bench -p stork-e2e --bin stork-bench --bin stork-sched-bench
-    target/debug/stork-bench run --smoke --stork target/debug/stork
-    STORK_BIN=target/debug/stork target/debug/stork-sched-bench --smoke
+    target/debug/stork-bench run --smoke --stork {{stork_bin}}
+    STORK_BIN={{stork_bin}} target/debug/stork-sched-bench --smoke
 
 # Regenerate manifests/crds.yaml from the Rust types (a unit test fails when they drift)
 crds:
