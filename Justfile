@@ -22,12 +22,12 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # End-to-end suite on a real local control plane (builds the Go components once, then cached),
-# then the deploy suite (the manifests as rendered, run as their ServiceAccounts). The image
-# test runs in `just image`.
+# with the deploy suite (`deploy::`: the manifests as rendered, run as their ServiceAccounts).
+# The image test runs in `just image`.
 e2e:
     integration/cluster/build.sh
     cargo build --bin stork && cargo build -p stork-e2e --tests
-    cargo test -p stork-e2e --lib --bins --test e2e --test deploy -- --test-threads=1
+    cargo test -p stork-e2e --lib --bins --test e2e -- --test-threads=1
 
 # Start etcd, kube-apiserver, KCM, the default and `stork` schedulers, KWOK and stork; leave them running
 cluster-up:

@@ -5,6 +5,8 @@
 mod admission;
 #[path = "suite/csi.rs"]
 mod csi;
+#[path = "suite/deploy.rs"]
+mod deploy;
 #[path = "suite/manifests.rs"]
 mod manifests;
 #[path = "suite/monitor.rs"]

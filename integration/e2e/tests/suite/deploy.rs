@@ -1,8 +1,8 @@
 //! The deploy suite: stork installed exactly as the README's install guide says
 //! (`kubectl apply -k examples/mock-demo`, then the demo app), on a bare control plane, with
 //! stork and the stork scheduler running as their rendered Deployments say and as their own
-//! ServiceAccounts (see `stork_e2e::deploy`). Its own test binary: it needs a cluster without
-//! the harness's stork.
+//! ServiceAccounts (see `stork_e2e::deploy`). Each test starts a bare control plane of its own:
+//! the shared one runs the harness's stork.
 
 use std::{collections::BTreeMap, time::Duration};
 
