@@ -60,6 +60,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         self_signed,
         webhook_skip_annotation,
         webhook_exclude_namespace,
+        webhook_claim_wait,
         monitor,
     } = args;
     monitor.validate().map_err(anyhow::Error::msg)?;
@@ -75,6 +76,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let mut tasks = JoinSet::new();
 
     let metrics = Metrics::new();
+    let live = objects.is_none();
     let (cluster, events, client) = match objects {
         Some(path) => (cluster::load_objects_file(&path)?, EventSink::log_only(), None),
         None => {
@@ -186,6 +188,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         config: Arc::new(WebhookConfig {
             skip_annotation: webhook_skip_annotation,
             excluded_namespaces: webhook_exclude_namespace,
+            // Offline objects never change: nothing to wait for.
+            claim_wait: if live { webhook_claim_wait } else { std::time::Duration::ZERO },
         }),
         metrics: metrics.clone(),
     };

@@ -107,6 +107,11 @@ pub struct ServeArgs {
     /// Namespaces whose pods are never mutated (repeat the flag, or comma-separate).
     #[arg(long, env = "STORK_WEBHOOK_EXCLUDE_NAMESPACES", value_delimiter = ',', default_value = "kube-system")]
     pub webhook_exclude_namespace: Vec<String>,
+    /// How long a pod review waits for a claim stork has not cached yet (a StatefulSet creates
+    /// the claim moments before the pod) before the pod is allowed unchanged. Live mode only;
+    /// keep it well under the webhook's `timeoutSeconds` (3 in the manifests).
+    #[arg(long, env = "STORK_WEBHOOK_CLAIM_WAIT", default_value = "1s", value_parser = parse_duration)]
+    pub webhook_claim_wait: std::time::Duration,
     /// Health monitor and leader election (see below).
     #[command(flatten)]
     pub monitor: MonitorArgs,

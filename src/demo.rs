@@ -50,6 +50,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         self_signed: Default::default(),
         webhook_skip_annotation: crate::webhook::DEFAULT_SKIP_ANNOTATION.into(),
         webhook_exclude_namespace: vec!["kube-system".into()],
+        webhook_claim_wait: std::time::Duration::ZERO,
         monitor: Default::default(),
     })
     .await?;

@@ -19,17 +19,25 @@ const RESTORE_CLASS: &str = "---\napiVersion: storage.k8s.io/v1\nkind: StorageCl
 const SNAPSHOTS: &str = include_str!("data/snapshot/snapshots.yaml");
 
 fn state() -> WebhookState {
+    state_with(WebhookConfig::default())
+}
+
+fn state_with(config: WebhookConfig) -> WebhookState {
     let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/topology.yaml");
     WebhookState {
         cluster: Objects::from_yaml(&format!("{SEED_OBJECTS}{RESTORE_CLASS}{SNAPSHOTS}")).expect("objects").into_view(),
         driver: Arc::new(MockDriver::load(topology.as_ref()).expect("topology")),
-        config: Arc::new(WebhookConfig::default()),
+        config: Arc::new(config),
         metrics: Metrics::new(),
     }
 }
 
 async fn post(path: &str, body: impl Into<web::Bytes>) -> Value {
-    let app = test::init_service(App::new().configure(configure(state()))).await;
+    post_to(state(), path, body).await
+}
+
+async fn post_to(state: WebhookState, path: &str, body: impl Into<web::Bytes>) -> Value {
+    let app = test::init_service(App::new().configure(configure(state))).await;
     let req = test::TestRequest::post().uri(path).set_payload(body).to_request();
     let resp = test::call_service(&app, req).await;
     assert_eq!(resp.status(), StatusCode::OK, "the webhook always answers 200");
@@ -76,6 +84,14 @@ async fn pods_without_driver_pvcs_dry_runs_excluded_namespaces_opt_outs_and_othe
 #[actix_web::test]
 async fn a_pvc_not_in_the_cache_is_allowed_unchanged_with_a_warning() {
     let r = post("/mutate", fixture("pod-unknown-pvc.json")).await;
+    assert_eq!((r["allowed"].as_bool(), patch_of(&r)), (Some(true), None));
+    assert!(r["warnings"][0].as_str().unwrap().contains("not-yet-cached"), "{r}");
+}
+
+#[actix_web::test]
+async fn a_pvc_that_never_reaches_the_cache_within_the_claim_wait_is_still_allowed_unchanged_with_a_warning() {
+    let config = WebhookConfig { claim_wait: std::time::Duration::from_millis(100), ..WebhookConfig::default() };
+    let r = post_to(state_with(config), "/mutate", fixture("pod-unknown-pvc.json")).await;
     assert_eq!((r["allowed"].as_bool(), patch_of(&r)), (Some(true), None));
     assert!(r["warnings"][0].as_str().unwrap().contains("not-yet-cached"), "{r}");
 }

@@ -25,11 +25,17 @@ pub struct WebhookConfig {
     pub skip_annotation: String,
     /// Namespaces never mutated.
     pub excluded_namespaces: Vec<String>,
+    /// How long a pod review waits for a claim missing from the cache to arrive (0: not at all).
+    pub claim_wait: std::time::Duration,
 }
 
 impl Default for WebhookConfig {
     fn default() -> Self {
-        Self { skip_annotation: DEFAULT_SKIP_ANNOTATION.into(), excluded_namespaces: vec!["kube-system".into()] }
+        Self {
+            skip_annotation: DEFAULT_SKIP_ANNOTATION.into(),
+            excluded_namespaces: vec!["kube-system".into()],
+            claim_wait: std::time::Duration::ZERO,
+        }
     }
 }
 

@@ -28,6 +28,9 @@ pub struct ReviewOut {
     api_version: &'static str,
     kind: &'static str,
     response: ResponseOut,
+    /// The pod names a claim stork has not cached yet (deciding again later may route it).
+    #[serde(skip)]
+    claim_not_cached: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -53,7 +56,7 @@ struct StatusOut {
 
 impl ReviewOut {
     fn new(response: ResponseOut) -> Self {
-        Self { api_version: "admission.k8s.io/v1", kind: "AdmissionReview", response }
+        Self { api_version: "admission.k8s.io/v1", kind: "AdmissionReview", response, claim_not_cached: false }
     }
 
     fn allow(uid: &str, patch: Option<&Patch>, warnings: Vec<String>) -> Self {
@@ -99,7 +102,27 @@ pub fn configure(state: WebhookState) -> impl FnOnce(&mut web::ServiceConfig) {
 async fn mutate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let _timer = state.metrics.webhook.time("mutate");
     let body = read_body(&req, payload, MAX_REVIEW_BYTES).await.map_err(|e| (String::new(), Error::from(e)));
-    respond(&state, "mutate", body.and_then(|b| review_mutate(&state, &b)))
+    let result = match body {
+        Ok(b) => review_mutate_waiting_for_claims(&state, &b).await,
+        Err(e) => Err(e),
+    };
+    respond(&state, "mutate", result)
+}
+
+/// [`review_mutate`], decided again while a claim of the pod is missing from the cache, up to
+/// `claim_wait`. A StatefulSet (or a user's `kubectl apply` of claim and pod together) creates the
+/// claim moments before the pod, so the pod's review can outrun the watch that brings the claim
+/// to stork; without waiting, such a pod would be admitted unrouted. Nothing is asked of the API
+/// server: the watch fills the cache, the decision only reads it.
+async fn review_mutate_waiting_for_claims(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
+    let deadline = tokio::time::Instant::now() + state.config.claim_wait;
+    loop {
+        let out = review_mutate(state, body)?;
+        if !out.claim_not_cached || tokio::time::Instant::now() >= deadline {
+            return Ok(out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll the cache until the deadline
+    }
 }
 
 #[instrument(level = "debug", skip_all, fields(hook = "validate", uid, ns, decision))]
@@ -161,7 +184,9 @@ pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (St
         // Few fields, as Display: each one costs about a tenth of the request when formatted.
         tracing::info!(uid = %req.uid, pod = %pod.display_name(), "routing pod to the stork scheduler");
     }
-    Ok(ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings))
+    let mut out = ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings);
+    out.claim_not_cached = d.reason == "pvc_not_cached";
+    Ok(out)
 }
 
 /// Decodes and decides one `/validate` review.
