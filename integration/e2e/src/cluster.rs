@@ -242,7 +242,11 @@ fn step(msg: &str, start: Instant) {
 fn boot(opts: &ClusterOptions) -> Result<Components> {
     let t0 = Instant::now();
     let bins = find_bins()?;
-    let dir = std::env::temp_dir().join(format!("stork-e2e-{}", std::process::id()));
+    // One directory per cluster: a test binary may start several (the deploy suite's bare ones
+    // next to the shared one), and each boot clears its directory first.
+    static BOOTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = BOOTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("stork-e2e-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir)?;
     certs::write_all(&dir)?;
