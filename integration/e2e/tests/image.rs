@@ -270,7 +270,7 @@ fn run_in_image(image: &Image, args: &[&str], limit: Duration) -> Output {
             let _ = child.wait();
             panic!("/stork {} did not finish within {limit:?}", args.join(" "));
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll until the deadline
     };
     let stdout = out_reader.join().unwrap().expect("read stdout");
     let stderr = err_reader.join().unwrap().expect("read stderr");
