@@ -25,13 +25,7 @@ const KIND_WORKERS: &[(&str, &str)] =
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_mock_demo_installs_from_the_rendered_manifests_and_runs_as_its_service_accounts() {
-    let mut inst = Install::start("manifests").expect("bare cluster");
-    let client = inst.client.clone();
-    kwok_nodes(&client, KIND_WORKERS).await.expect("kind-named KWOK nodes");
-
-    let rendered = Rendered::of("examples/mock-demo").expect("render examples/mock-demo");
-    assert_image_is_versioned(&rendered);
-    eprintln!("{}", inst.apply("examples/mock-demo").expect("kubectl apply -k examples/mock-demo"));
+    let (mut inst, client, rendered) = install("examples/mock-demo").await;
 
     // Both stork replicas start and become ready; exactly one leads.
     let (stork, names) = start_ready(&mut inst, &rendered, "stork").await;
@@ -114,12 +108,7 @@ async fn the_mock_demo_installs_from_the_rendered_manifests_and_runs_as_its_serv
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_csi_overlay_runs_as_its_service_account_without_a_forbidden_request() {
-    let mut inst = Install::start("manifests").expect("bare cluster");
-    let client = inst.client.clone();
-    kwok_nodes(&client, KIND_WORKERS).await.expect("KWOK nodes");
-    let rendered = Rendered::of("examples/csi").expect("render examples/csi");
-    assert_image_is_versioned(&rendered);
-    eprintln!("{}", inst.apply("examples/csi").expect("kubectl apply -k examples/csi"));
+    let (mut inst, client, rendered) = install("examples/csi").await;
 
     let (_, names) = start_ready(&mut inst, &rendered, "stork").await;
     lease_holder(&client, "stork", &names, &inst).await;
@@ -157,6 +146,18 @@ async fn a_cluster_role_short_of_a_permission_shows_up_as_the_forbidden_request_
     eprintln!("[deploy] as expected:\n{}", lines.join("\n"));
     inst.stop_all();
     inst.cluster.shutdown();
+}
+
+/// A bare cluster with kind's worker names as KWOK nodes and `dir` applied with
+/// `kubectl apply -k`, after checking it deploys the versioned image.
+async fn install(dir: &str) -> (Install, Client, Rendered) {
+    let inst = Install::start("manifests").expect("bare cluster");
+    let client = inst.client.clone();
+    kwok_nodes(&client, KIND_WORKERS).await.expect("kind-named KWOK nodes");
+    let rendered = Rendered::of(dir).unwrap_or_else(|e| panic!("render {dir}: {e:#}"));
+    assert_image_is_versioned(&rendered);
+    eprintln!("{}", inst.apply(dir).unwrap_or_else(|e| panic!("kubectl apply -k {dir}: {e:#}")));
+    (inst, client, rendered)
 }
 
 /// Starts the rendered Deployment's replicas and waits for their startup and readiness probes;
