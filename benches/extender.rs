@@ -15,7 +15,10 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use stork::{
     driver::mock::MockDriver,
     events::EventSink,
-    extender::http::{ExtenderState, filter_body, prioritize_body},
+    extender::{
+        http::{ExtenderState, filter_body, prioritize_body},
+        limits::Deadline,
+    },
     metrics::Metrics,
     synth::SynthCluster,
 };
@@ -26,6 +29,8 @@ fn state(cluster: &SynthCluster) -> ExtenderState {
         driver: Arc::new(MockDriver::from_topology(cluster.topology.clone())),
         events: EventSink::log_only(),
         metrics: Metrics::new(),
+        limits: Default::default(),
+        client_auth: None,
     }
 }
 
@@ -58,8 +63,8 @@ fn bench(c: &mut Criterion) {
             for (mode, body) in [("names", cluster.names_args(volumes)), ("nodes", cluster.nodes_args(volumes))] {
                 let id = BenchmarkId::new(format!("{mode}/{volumes}vol"), nodes);
                 let once = || {
-                    let f = filter_body(&st, black_box(&body)).expect("filter");
-                    let p = prioritize_body(&st, black_box(&body)).expect("prioritize");
+                    let f = filter_body(&st, black_box(&body), Deadline::NONE).expect("filter");
+                    let p = prioritize_body(&st, black_box(&body), Deadline::NONE).expect("prioritize");
                     black_box((f, p));
                 };
                 group.throughput(Throughput::Bytes(body.len() as u64));
@@ -94,10 +99,10 @@ fn profile(spec: &str) {
     // One warm-up call builds the node index, as the first request of a server does.
     let once = || {
         if verb != "prioritize" {
-            black_box(filter_body(&st, black_box(&body)).expect("filter"));
+            black_box(filter_body(&st, black_box(&body), Deadline::NONE).expect("filter"));
         }
         if verb != "filter" {
-            black_box(prioritize_body(&st, black_box(&body)).expect("prioritize"));
+            black_box(prioritize_body(&st, black_box(&body), Deadline::NONE).expect("prioritize"));
         }
     };
     once();

@@ -8,7 +8,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
-    cli::{DriverKind, MonitorArgs, SelfSignedArgs, ServeArgs},
+    body::BodyLimits,
+    cli::{DriverKind, LimitArgs, MonitorArgs, SelfSignedArgs, ServeArgs},
     cluster::{self, ClusterView},
     driver::{
         Driver,
@@ -16,12 +17,13 @@ use crate::{
         mock::MockDriver,
     },
     events::EventSink,
-    extender::{self, http::ExtenderState},
+    extender::{self, http::ExtenderState, limits::ExtenderLimits},
     leader,
     metrics::Metrics,
     monitor,
-    server::{self, Health, Listen, Servers},
-    snapshot, tls,
+    server::{self, ConnLimits, Health, Listen, Servers},
+    snapshot,
+    tls::{self, client_auth::ClientAuth},
     webhook::{WebhookConfig, WebhookState},
 };
 
@@ -39,6 +41,15 @@ pub struct Running {
     step_down: CancellationToken,
 }
 
+fn extender_limits(limits: &LimitArgs) -> ExtenderLimits {
+    ExtenderLimits::new(
+        BodyLimits::new(limits.extender_max_body, limits.extender_body_budget, limits.body_timeout),
+        limits.extender_timeout,
+        limits.extender_max_nodes,
+        limits.extender_threads.unwrap_or_else(extender::limits::default_threads),
+    )
+}
+
 /// Validates flags and starts everything. Fails fast with the offending flag or file.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     let ServeArgs {
@@ -53,6 +64,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         kubeconfig,
         listen,
         extender_listen,
+        extender_client_ca,
         admin_listen,
         tls_cert,
         tls_key,
@@ -61,9 +73,11 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         webhook_skip_annotation,
         webhook_exclude_namespace,
         webhook_claim_wait,
+        limits,
         monitor,
     } = args;
     monitor.validate().map_err(anyhow::Error::msg)?;
+    limits.validate().map_err(anyhow::Error::msg)?;
     let self_signed = self_signed.enabled.then(|| self_signed_settings(namespace.clone(), self_signed));
     if let Some(settings) = &self_signed {
         if objects.is_some() {
@@ -96,7 +110,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                 Some(state) => MockDriver::load_with_state_file(&path, &state)?,
                 None => MockDriver::load(&path)?,
             };
-            let mock = Arc::new(mock);
+            let mock = Arc::new(mock.with_error_counter(metrics.driver_config_errors.clone()));
             tasks.spawn(mock.clone().watch(cancel.clone()));
             (mock.clone(), Some(mock))
         }
@@ -160,17 +174,21 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     }
 
+    let client_auth = extender_client_ca.as_deref().map(ClientAuth::from_file);
+    if let Some(auth) = &client_auth {
+        tasks.spawn(auth.clone().watch(cancel.clone()));
+    }
     let https = match (self_signed, tls_cert, tls_key) {
         (Some(settings), _, _) => {
             let client = client.context("--self-signed needs a kube client")?;
             let (resolver, rotation) = tls::self_signed::start(client, settings).await?;
             tasks.spawn(rotation.run(cancel.clone()));
-            Some((listen, tls::server_config(resolver)))
+            Some((listen, tls::server_config(resolver, client_auth.as_ref())))
         }
         (None, Some(cert), Some(key)) => {
             let resolver = tls::ReloadingCertResolver::from_files(&cert, &key)?;
             tasks.spawn(tls::watch_and_reload(resolver.clone(), cert, key, cancel.clone()));
-            Some((listen, tls::server_config(resolver)))
+            Some((listen, tls::server_config(resolver, client_auth.as_ref())))
         }
         _ if extender_listen.is_some() => {
             tracing::info!(%listen, "no --tls-cert/--tls-key or --self-signed: HTTPS listener disabled; extender on plain HTTP only");
@@ -181,7 +199,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             None
         }
     };
-    let health = Health::new(cluster.clone());
+    let health = Health::new(cluster.clone()).with_driver(driver.clone());
     let webhook = WebhookState {
         cluster: cluster.clone(),
         driver: driver.clone(),
@@ -190,12 +208,27 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             excluded_namespaces: webhook_exclude_namespace,
             // Offline objects never change: nothing to wait for.
             claim_wait: if live { webhook_claim_wait } else { std::time::Duration::ZERO },
+            body: BodyLimits::new(limits.webhook_max_body, limits.webhook_body_budget, limits.body_timeout),
         }),
         metrics: metrics.clone(),
     };
-    let extender = ExtenderState { cluster, driver, events, metrics: metrics.clone() };
+    let extender = ExtenderState {
+        cluster,
+        driver,
+        events,
+        metrics: metrics.clone(),
+        limits: extender_limits(&limits),
+        // The plain listener shares the state: it is for loopback use only (see --help).
+        client_auth,
+    };
     let listen = Listen { https, extender: extender_listen, admin: admin_listen };
-    let servers = server::start(listen, extender, webhook, health.clone(), metrics)?;
+    let conn = ConnLimits {
+        head_timeout: limits.header_timeout,
+        tls_handshake_timeout: limits.tls_handshake_timeout,
+        max_connections: limits.max_connections,
+        max_requests_per_connection: limits.max_requests_per_connection,
+    };
+    let servers = server::start(listen, &conn, extender, webhook, health.clone(), metrics)?;
     tracing::info!(addrs = ?servers.addrs, "stork serving");
     Ok(Running { addrs: servers.addrs, mock, servers, health, tasks, cancel, step_down })
 }

@@ -43,6 +43,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         kubeconfig: None,
         listen: "127.0.0.1:0".parse()?,
         extender_listen: Some("127.0.0.1:0".parse()?),
+        extender_client_ca: None,
         admin_listen: "127.0.0.1:0".parse()?,
         tls_cert: None,
         tls_key: None,
@@ -51,6 +52,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         webhook_skip_annotation: crate::webhook::DEFAULT_SKIP_ANNOTATION.into(),
         webhook_exclude_namespace: vec!["kube-system".into()],
         webhook_claim_wait: std::time::Duration::ZERO,
+        limits: Default::default(),
         monitor: Default::default(),
     })
     .await?;

@@ -212,7 +212,7 @@ impl Built {
         let cached: Vec<_> = names.iter().map(|n| self.cluster.node(n)).collect();
         let candidates: Vec<Candidate<'_>> =
             names.iter().zip(&cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect();
-        let inputs = Inputs { pod, cluster: &self.cluster, driver: &self.driver };
+        let inputs = Inputs { pod, cluster: &self.cluster, driver: &self.driver, deadline: Default::default() };
         f(&inputs, &candidates)
     }
 }

@@ -21,6 +21,7 @@ pub mod server;
 pub mod snapshot;
 pub mod synth;
 pub mod telemetry;
+pub mod text;
 pub mod tls;
 pub mod watch;
 pub mod webhook;

@@ -24,6 +24,15 @@ pub struct Metrics {
     pub webhook: RequestMetrics,
     /// Health monitor and leader election.
     pub monitor: MonitorMetrics,
+    /// Driver configuration files refused (`stork_driver_config_errors_total`, by file).
+    pub driver_config_errors: Family<FileLabels, Counter>,
+}
+
+/// Label set naming a driver configuration file.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FileLabels {
+    /// `topology` or `state`.
+    pub file: &'static str,
 }
 
 impl Metrics {
@@ -34,7 +43,13 @@ impl Metrics {
         let placement = PlacementMetrics::register(&mut registry);
         let webhook = RequestMetrics::register(&mut registry, "stork_webhook", "Admission webhook");
         let monitor = MonitorMetrics::register(&mut registry);
-        Arc::new(Self { registry, extender, placement, webhook, monitor })
+        let driver_config_errors = Family::<FileLabels, Counter>::default();
+        registry.register(
+            "stork_driver_config_errors",
+            "Driver configuration files refused (unreadable, empty, invalid or half-written); the last good content keeps serving",
+            driver_config_errors.clone(),
+        );
+        Arc::new(Self { registry, extender, placement, webhook, monitor, driver_config_errors })
     }
 
     /// Text exposition format for `/metrics`.

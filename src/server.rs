@@ -5,17 +5,86 @@ use std::{
     net::{SocketAddr, TcpListener},
     sync::{
         Arc,
-        atomic::{AtomicBool, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
+    time::Duration,
 };
 
-use actix_web::{App, HttpResponse, HttpServer, dev::ServerHandle, web};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer, dev::ServerHandle, web};
 use tokio::task::JoinHandle;
 
-use crate::{cluster::ClusterView, extender::http::ExtenderState, metrics::Metrics, webhook::WebhookState};
+use crate::{
+    cluster::ClusterView, extender::http::ExtenderState, metrics::Metrics, tls::client_auth::ClientAuth,
+    webhook::WebhookState,
+};
 
 /// Seconds given to in-flight requests when stopping.
 const SHUTDOWN_TIMEOUT_SECS: u64 = 10;
+
+/// Connection-level bounds of the HTTPS and plain extender listeners.
+#[derive(Debug, Clone)]
+pub struct ConnLimits {
+    /// Time for a request head to arrive (actix answers 408 past it).
+    pub head_timeout: Duration,
+    /// Time for a TLS handshake to finish; a client that never sends its ClientHello is cut off.
+    pub tls_handshake_timeout: Duration,
+    /// Open connections per listener; past it the listener stops accepting until some close.
+    pub max_connections: usize,
+    /// Requests one connection may have in flight at once (HTTP/2 multiplexes them; actix-http
+    /// cannot advertise `SETTINGS_MAX_CONCURRENT_STREAMS`, so the bound is enforced per request).
+    pub max_requests_per_connection: usize,
+}
+
+impl Default for ConnLimits {
+    /// The flag defaults.
+    fn default() -> Self {
+        Self {
+            head_timeout: Duration::from_secs(5),
+            tls_handshake_timeout: Duration::from_secs(3),
+            max_connections: 10_000,
+            max_requests_per_connection: 100,
+        }
+    }
+}
+
+/// Requests in flight on one connection and their ceiling (set up by [`on_connect`]).
+#[derive(Clone)]
+struct ConnLoad {
+    in_flight: Arc<AtomicUsize>,
+    max: usize,
+}
+
+/// A request's place among its connection's in-flight requests; freed on drop.
+pub struct ConnSlot(Option<Arc<AtomicUsize>>);
+
+impl Drop for ConnSlot {
+    fn drop(&mut self) {
+        if let Some(n) = &self.0 {
+            n.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// Takes a slot among the connection's in-flight requests; `None` when the connection has
+/// [`ConnLimits::max_requests_per_connection`] in flight already. Connections not set up by
+/// [`on_connect`] (tests) are not counted.
+pub fn conn_slot(req: &HttpRequest) -> Option<ConnSlot> {
+    let Some(load) = req.conn_data::<ConnLoad>() else {
+        return Some(ConnSlot(None));
+    };
+    let n = load.in_flight.fetch_add(1, Ordering::AcqRel);
+    let slot = ConnSlot(Some(load.in_flight.clone()));
+    (n < load.max).then_some(slot)
+}
+
+/// Per-connection state of the HTTPS and extender listeners: the in-flight counter, and whether
+/// the client showed a verified certificate.
+fn on_connect(max: usize) -> impl Fn(&dyn std::any::Any, &mut actix_web::dev::Extensions) + Send + Sync + 'static {
+    move |conn, ext| {
+        ext.insert(ConnLoad { in_flight: Arc::default(), max });
+        ClientAuth::on_connect(conn, ext);
+    }
+}
 
 /// Errors starting the servers.
 #[derive(Debug, thiserror::Error)]
@@ -36,12 +105,25 @@ pub enum Error {
 pub struct Health {
     cluster: ClusterView,
     stopping: Arc<AtomicBool>,
+    driver: Option<Arc<dyn crate::driver::Driver>>,
 }
 
 impl Health {
     /// Readiness follows the cluster caches, and turns false as soon as shutdown begins.
     pub fn new(cluster: ClusterView) -> Self {
-        Self { cluster, stopping: Arc::new(AtomicBool::new(false)) }
+        Self { cluster, stopping: Arc::new(AtomicBool::new(false)), driver: None }
+    }
+
+    /// Adds the driver's configuration problems to `/readyz` as warnings. They leave the
+    /// replica ready: it serves the last good configuration, and taking it out of the Service
+    /// would turn a bad file into an outage of every pod creation and scheduling decision.
+    pub fn with_driver(mut self, driver: Arc<dyn crate::driver::Driver>) -> Self {
+        self.driver = Some(driver);
+        self
+    }
+
+    fn warnings(&self) -> Option<String> {
+        self.driver.as_ref()?.config_problem()
     }
 
     /// Marks the process as shutting down.
@@ -96,11 +178,15 @@ fn bind(addr: SocketAddr) -> Result<TcpListener, Error> {
 /// Binds and starts every listener. Signals are handled by the caller, not by actix.
 pub fn start(
     listen: Listen,
+    limits: &ConnLimits,
     extender: ExtenderState,
     webhook: WebhookState,
     health: Health,
     metrics: Arc<Metrics>,
 ) -> Result<Servers, Error> {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let per_worker = limits.max_connections.div_ceil(workers).max(1);
+
     let mut servers = Servers {
         addrs: BoundAddrs { https: None, extender: None, admin: listen.admin },
         handles: vec![],
@@ -115,11 +201,21 @@ pub fn start(
                 .configure(crate::extender::http::configure(ext.clone()))
                 .configure(crate::webhook::review::configure(webhook.clone()))
         })
+        .workers(workers)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         // Without it HTTP/2 frames written separately wait for the client's delayed ACK:
         // 40 ms on every extender call, measured in BENCHMARKS.md.
         .tcp_nodelay(true)
+        .max_connections(per_worker)
+        // actix holds at most 256 TLS handshakes in progress per worker by default, and a client
+        // that never sends its ClientHello holds one until the handshake timeout: 1,200 such
+        // connections made every new webhook connection wait seconds. A pending handshake
+        // costs nothing until bytes arrive, so the connection limit bounds them instead.
+        .max_connection_rate(per_worker)
+        .client_request_timeout(limits.head_timeout)
+        .tls_handshake_timeout(limits.tls_handshake_timeout)
+        .on_connect(on_connect(limits.max_requests_per_connection))
         .listen_rustls_0_23(lst, tls)
         .map_err(|source| Error::Bind { addr, source })?
         .run();
@@ -130,9 +226,13 @@ pub fn start(
         servers.addrs.extender = lst.local_addr().ok();
         let ext = extender.clone();
         let server = HttpServer::new(move || App::new().configure(crate::extender::http::configure(ext.clone())))
+            .workers(workers)
             .disable_signals()
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             .tcp_nodelay(true)
+            .max_connections(per_worker)
+            .client_request_timeout(limits.head_timeout)
+            .on_connect(on_connect(limits.max_requests_per_connection))
             .listen(lst)
             .map_err(|source| Error::Bind { addr, source })?
             .run();
@@ -142,6 +242,8 @@ pub fn start(
     servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind { addr: listen.admin, source })?;
     let server = HttpServer::new(move || App::new().configure(admin_routes(health.clone(), metrics.clone())))
         .workers(1)
+        .max_connections(256)
+        .client_request_timeout(limits.head_timeout)
         .disable_signals()
         .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
         .listen(lst)
@@ -184,9 +286,10 @@ pub fn admin_routes(health: Health, metrics: Arc<Metrics>) -> impl FnOnce(&mut w
 }
 
 async fn readyz(health: web::Data<Health>) -> HttpResponse {
+    let warning = health.warnings().map(|w| format!("warning: {w}\n")).unwrap_or_default();
     match health.readiness() {
-        Ok(()) => HttpResponse::Ok().body("ok\n"),
-        Err(why) => HttpResponse::ServiceUnavailable().body(format!("{why}\n")),
+        Ok(()) => HttpResponse::Ok().body(format!("ok\n{warning}")),
+        Err(why) => HttpResponse::ServiceUnavailable().body(format!("{why}\n{warning}")),
     }
 }
 

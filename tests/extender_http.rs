@@ -9,7 +9,7 @@ use stork::{
     cluster::Objects,
     driver::mock::MockDriver,
     events::EventSink,
-    extender::{MAX_BODY_BYTES, http::ExtenderState},
+    extender::{http::ExtenderState, limits::DEFAULT_MAX_BODY_BYTES as MAX_BODY_BYTES},
     metrics::Metrics,
     server::{Health, admin_routes},
 };
@@ -26,6 +26,8 @@ fn seed_state() -> ExtenderState {
         driver: Arc::new(MockDriver::load(topology.as_ref()).expect("seed topology")),
         events: EventSink::log_only(),
         metrics: Metrics::new(),
+        limits: Default::default(),
+        client_auth: None,
     }
 }
 

@@ -90,7 +90,7 @@ fn start_server(resolver: Arc<ReloadingCertResolver>) -> (SocketAddr, ServerHand
     let server = HttpServer::new(|| App::new().route("/", web::get().to(|| async { "ok" })))
         .workers(1)
         .disable_signals()
-        .bind_rustls_0_23(("127.0.0.1", 0), tls::server_config(resolver))
+        .bind_rustls_0_23(("127.0.0.1", 0), tls::server_config(resolver, None))
         .unwrap();
     let addr = server.addrs()[0];
     let server = server.run();

@@ -10,7 +10,7 @@ use stork::{
     cluster::Objects,
     driver::mock::MockDriver,
     metrics::Metrics,
-    webhook::{MAX_REVIEW_BYTES, WebhookConfig, WebhookState, review::configure},
+    webhook::{DEFAULT_MAX_REVIEW_BYTES as MAX_REVIEW_BYTES, WebhookConfig, WebhookState, review::configure},
 };
 
 const SEED_OBJECTS: &str = include_str!("../examples/seed/objects.yaml");

@@ -118,6 +118,12 @@ pub trait Driver: Send + Sync + 'static {
         None
     }
 
+    /// Why the driver's current configuration was refused while an older one keeps serving
+    /// (shown by `/readyz`); `None` when the configuration in force is the latest.
+    fn config_problem(&self) -> Option<String> {
+        None
+    }
+
     /// Whether a PVC is this driver's: its class's provisioner, its PV's CSI driver, or the
     /// provisioner the PV controller assigned (GA or beta annotation). A claim restored from a
     /// snapshot (`stork-snapshot`) belongs to a driver that takes snapshots, as in Stork, so

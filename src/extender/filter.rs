@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 
-use super::{Candidate, Inputs, UNRESOLVABLE_EVENT};
+use super::{Candidate, Inputs, UNRESOLVABLE_EVENT, limits::Expired};
 use crate::{
     cluster::ClusterView,
     driver::{self, NodeInventory, NodeStatus, PodVolume, VolumesError},
     events::PodEvent,
     knobs,
+    text::clip_reason,
 };
 
 /// What `/filter` decided, as indices into the request's node list.
@@ -32,7 +33,10 @@ impl FilterDecision {
         Self { kept: (0..n).collect(), ..Self::default() }
     }
 
+    /// The same reason for every node: clipped first, since it is copied once per node and may
+    /// quote a claim name of any length from the request.
     fn unresolvable(n: usize, reason: String) -> Self {
+        let reason = clip_reason(reason);
         Self {
             unresolvable: (0..n).map(|i| (i, reason.clone())).collect(),
             event: Some(PodEvent::warning(UNRESOLVABLE_EVENT, reason)),
@@ -41,8 +45,8 @@ impl FilterDecision {
     }
 }
 
-/// Decides which of `nodes` can run `input.pod`.
-pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
+/// Decides which of `nodes` can run `input.pod`, or stops at the inputs' deadline.
+pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<FilterDecision, Expired> {
     let n = nodes.len();
     if input.is_csi_pod() {
         return filter_csi_pod(input, nodes);
@@ -51,28 +55,32 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
     for (volume, claim) in input.pod.claims() {
         match input.cluster.pvc(ns, &claim) {
             None => {
-                return FilterDecision::unresolvable(
+                return Ok(FilterDecision::unresolvable(
                     n,
                     format!("pvc {ns}/{claim} (pod volume {volume}) was not found"),
-                );
+                ));
             }
             Some(pvc) if driver::restore_in_progress(&pvc) => {
-                return FilterDecision::unresolvable(n, format!("volume restore is in progress for pvc {ns}/{claim}"));
+                return Ok(FilterDecision::unresolvable(
+                    n,
+                    format!("volume restore is in progress for pvc {ns}/{claim}"),
+                ));
             }
             Some(_) => {}
         }
     }
     let volumes = match driver::pod_volumes(input.driver, input.cluster, input.pod) {
-        Ok(v) if v.is_empty() => return FilterDecision::keep_all(n),
+        Ok(v) if v.is_empty() => return Ok(FilterDecision::keep_all(n)),
         Ok(v) => v,
         Err(e @ (VolumesError::PvcNotFound { .. } | VolumesError::PvcPending { .. })) => {
-            return FilterDecision::unresolvable(n, e.to_string());
+            return Ok(FilterDecision::unresolvable(n, e.to_string()));
         }
         Err(VolumesError::Driver(msg)) => {
             // Fail open: an unreachable driver must not stop every stateful pod from scheduling.
             let mut d = FilterDecision::keep_all(n);
-            d.event = Some(PodEvent::warning(UNRESOLVABLE_EVENT, format!("error getting volumes for pod: {msg}")));
-            return d;
+            let msg = clip_reason(format!("error getting volumes for pod: {msg}"));
+            d.event = Some(PodEvent::warning(UNRESOLVABLE_EVENT, msg));
+            return Ok(d);
         }
     };
 
@@ -92,17 +100,20 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         Err(e) => {
             tracing::warn!(error = %e, "driver nodes unavailable; not filtering by driver state");
             decision.kept = schedulable;
-            return decision;
+            return Ok(decision);
         }
     };
     // A Windows (SMB) volume is reachable from anywhere: no placement constraint applies.
     if volumes.bound.iter().any(|v| v.volume.windows) {
         decision.kept = schedulable;
-        return decision;
+        return Ok(decision);
     }
 
     let mut remote_only: HashMap<&str, &PodVolume> = HashMap::new();
-    for v in &volumes.bound {
+    for (step, v) in volumes.bound.iter().enumerate() {
+        if input.deadline.passed_at(step) {
+            return Err(Expired);
+        }
         if wants_remote_only(v) {
             for id in &v.volume.replicas {
                 remote_only.entry(id.as_str()).or_insert(v);
@@ -112,7 +123,7 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
             v.volume.replicas.iter().any(|id| inventory.by_id(id).is_some_and(|d| d.status == NodeStatus::Online));
         if !v.volume.replicas.is_empty() && !online {
             let why = format!("no online node holds a replica of volume {} (pvc {})", v.volume.id, v.claim);
-            return FilterDecision::unresolvable(n, why);
+            return Ok(FilterDecision::unresolvable(n, why));
         }
     }
 
@@ -127,10 +138,14 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
     };
     let mut scratch = Vec::new();
     decision.kept.reserve_exact(schedulable.len());
-    for i in schedulable {
+    for (step, i) in schedulable.into_iter().enumerate() {
+        if input.deadline.passed_at(step) {
+            return Err(Expired);
+        }
         match rules.admit(&nodes[i], &mut scratch) {
             Ok(()) => decision.kept.push(i),
-            Err(why) => decision.failed.push((i, why)),
+            // Clipped: quotes a claim name, and is copied into the answer once per node.
+            Err(why) => decision.failed.push((i, clip_reason(why))),
         }
     }
     decision.failed.sort_unstable_by_key(|(i, _)| *i);
@@ -145,7 +160,7 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
         };
         decision.event = Some(PodEvent::warning(UNRESOLVABLE_EVENT, msg));
     }
-    decision
+    Ok(decision)
 }
 
 /// Anti-hyperconvergence with `preferRemoteNodeOnly`: replica nodes are off limits.
@@ -198,13 +213,16 @@ impl NodeRules<'_> {
 }
 
 /// The driver's own CSI pods go to any node where the driver runs; never an empty answer.
-fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision {
+fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<FilterDecision, Expired> {
     let Ok(inventory) = input.driver.nodes() else {
-        return FilterDecision::keep_all(nodes.len());
+        return Ok(FilterDecision::keep_all(nodes.len()));
     };
     let mut scratch = Vec::new();
     let mut decision = FilterDecision::default();
     for (i, node) in nodes.iter().enumerate() {
+        if input.deadline.passed_at(i) {
+            return Err(Expired);
+        }
         let found = node.matches(&inventory, input.cluster, &mut scratch);
         if found.iter().any(|&m| inventory.get(m).status.is_schedulable()) {
             decision.kept.push(i);
@@ -213,7 +231,7 @@ fn filter_csi_pod(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> FilterDecision
         }
     }
     if decision.kept.is_empty() {
-        return FilterDecision::keep_all(nodes.len());
+        return Ok(FilterDecision::keep_all(nodes.len()));
     }
-    decision
+    Ok(decision)
 }

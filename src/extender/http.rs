@@ -4,14 +4,15 @@
 use std::sync::Arc;
 
 use actix_web::{HttpRequest, HttpResponse, http::header::CONTENT_TYPE, web};
-use tracing::{Span, instrument};
+use tracing::{Instrument, Span, instrument};
 
 use super::{
-    Candidate, Error, Indexed, Inputs, MAX_BODY_BYTES,
+    Candidate, Error, Indexed, Inputs,
     encode::{self, Kept},
     filter,
+    limits::{Deadline, ExtenderLimits},
     prioritize::{self, Scores},
-    wire::{ExtenderArgs, HostScore, RequestNode},
+    wire::{self, ExtenderArgs, HostScore, RequestNode},
 };
 use crate::{
     body::read_body,
@@ -19,6 +20,7 @@ use crate::{
     driver::Driver,
     events::{EventSink, PodRef},
     metrics::Metrics,
+    tls::client_auth::ClientAuth,
 };
 
 /// Shared state of the extender endpoints.
@@ -32,6 +34,10 @@ pub struct ExtenderState {
     pub events: EventSink,
     /// Metrics.
     pub metrics: Arc<Metrics>,
+    /// What one call may cost.
+    pub limits: ExtenderLimits,
+    /// Which callers may call (`--extender-client-ca`); `None`: anyone who can connect.
+    pub client_auth: Option<ClientAuth>,
 }
 
 /// Registers `/filter` and `/prioritize` (POST).
@@ -49,13 +55,7 @@ async fn filter_handler(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Error> {
-    let _timer = state.metrics.extender.time("filter");
-    let result = async {
-        let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
-        filter_body(&state, &body)
-    }
-    .await;
-    result.inspect_err(|e| state.metrics.extender.failed("filter", e.metric_label()))
+    serve(state, req, payload, "filter", filter_body).await
 }
 
 #[instrument(skip_all, fields(verb = "prioritize", pod, nodes))]
@@ -64,13 +64,54 @@ async fn prioritize_handler(
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, Error> {
-    let _timer = state.metrics.extender.time("prioritize");
+    serve(state, req, payload, "prioritize", prioritize_body).await
+}
+
+/// [`filter_body`] or [`prioritize_body`].
+type Decide = fn(&ExtenderState, &[u8], Deadline) -> Result<Vec<u8>, Error>;
+
+/// The envelope of both verbs: authenticate, read the body within its limits, then decide on
+/// the extender's own threads (never on the HTTP workers, which also serve admission reviews)
+/// before the call's deadline.
+async fn serve(
+    state: web::Data<ExtenderState>,
+    req: HttpRequest,
+    payload: web::Payload,
+    verb: &'static str,
+    decide: Decide,
+) -> Result<HttpResponse, Error> {
+    let _timer = state.metrics.extender.time(verb);
     let result = async {
-        let body = read_body(&req, payload, MAX_BODY_BYTES).await?;
-        prioritize_body(&state, &body)
+        if state.client_auth.as_ref().is_some_and(|auth| !auth.verified(&req)) {
+            return Err(Error::Unauthenticated);
+        }
+        let _slot = crate::server::conn_slot(&req).ok_or(Error::ConnectionBusy)?;
+        let body = read_body(&req, payload, &state.limits.body).await?;
+        let deadline = Deadline::after(state.limits.timeout);
+        let turn = state.limits.worker(deadline).await.ok_or(Error::Expired { verb })?;
+        let st = state.clone();
+        let span = Span::current();
+        let work = tokio::task::spawn_blocking(move || {
+            let _turn = turn;
+            span.in_scope(|| decide(&st, &body, deadline))
+        });
+        match work.instrument(Span::current()).await {
+            Ok(answer) => answer.map_err(|e| match e {
+                Error::Expired { .. } => Error::Expired { verb },
+                e => e,
+            }),
+            // A decision that panicked: the panic was logged; the call fails, the server goes on.
+            Err(_) => Err(Error::Expired { verb }),
+        }
     }
     .await;
-    result.inspect_err(|e| state.metrics.extender.failed("prioritize", e.metric_label()))
+    match result {
+        Ok(body) => Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body)),
+        Err(e) => {
+            state.metrics.extender.failed(verb, e.metric_label());
+            Err(e)
+        }
+    }
 }
 
 /// Decodes a request and hands its pod and nodes to `decide`, with the request's raw nodes in
@@ -84,15 +125,17 @@ fn with_request<R>(
 ) -> Result<R, Error> {
     // Validated as UTF-8 once here, so names and raw nodes are then borrowed without checking
     // each string again; a body that is not UTF-8 gets serde_json's own error, as before.
-    let args = match std::str::from_utf8(body) {
+    let args = wire::with_max_nodes(state.limits.max_nodes, || match std::str::from_utf8(body) {
         Ok(text) => serde_json::from_str::<ExtenderArgs<'_>>(text),
         Err(_) => serde_json::from_slice(body),
-    };
-    let mut args = args.map_err(Error::Decode)?;
+    });
+    let mut args = args.map_err(|e| {
+        if wire::is_too_many_nodes(&e) { Error::TooManyNodes(state.limits.max_nodes) } else { Error::Decode(e) }
+    })?;
     let pod = args.pod.take().ok_or(Error::MissingPod)?;
     let span = Span::current();
     if !span.is_disabled() {
-        span.record("pod", pod.display_name());
+        span.record("pod", crate::text::Untrusted(&pod.display_name()).to_string());
     }
     // Without driver nodes there is nothing to match; decisions then read the cache directly.
     let index = state.driver.nodes().ok().map(|inventory| inventory.kube_nodes(&state.cluster));
@@ -137,10 +180,10 @@ fn with_request<R>(
 }
 
 /// Decodes, decides and encodes one filter request.
-pub fn filter_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, Error> {
+pub fn filter_body(state: &ExtenderState, body: &[u8], deadline: Deadline) -> Result<Vec<u8>, Error> {
     with_request(state, body, |pod, candidates, raw| {
-        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref() };
-        let decision = filter::filter(&inputs, candidates);
+        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref(), deadline };
+        let decision = filter::filter(&inputs, candidates).map_err(|_| Error::Expired { verb: "filter" })?;
         Span::current().record("kept", decision.kept.len());
         if let Some(ev) = decision.event {
             state.events.send(pod_ref(pod), ev);
@@ -170,16 +213,16 @@ pub fn filter_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, E
             }
         };
         tracing::debug!(failed = ?failed_nodes, unresolvable = ?failed_and_unresolvable_nodes, "filtered");
-        let body = encode::filter_result(&kept, &failed_nodes, &failed_and_unresolvable_nodes, size);
-        json_response(body)
+        encode::filter_result(&kept, &failed_nodes, &failed_and_unresolvable_nodes, size).map_err(Error::Encode)
     })
 }
 
 /// Decodes, decides and encodes one prioritize request.
-pub fn prioritize_body(state: &ExtenderState, body: &[u8]) -> Result<HttpResponse, Error> {
+pub fn prioritize_body(state: &ExtenderState, body: &[u8], deadline: Deadline) -> Result<Vec<u8>, Error> {
     with_request(state, body, |pod, candidates, _| {
-        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref() };
-        let Scores { scores, event } = prioritize::prioritize(&inputs, candidates);
+        let inputs = Inputs { pod, cluster: &state.cluster, driver: state.driver.as_ref(), deadline };
+        let Scores { scores, event } =
+            prioritize::prioritize(&inputs, candidates).map_err(|_| Error::Expired { verb: "prioritize" })?;
         if let Some(ev) = event {
             state.events.send(pod_ref(pod), ev);
         }
@@ -188,14 +231,8 @@ pub fn prioritize_body(state: &ExtenderState, body: &[u8]) -> Result<HttpRespons
                 candidates.iter().zip(&scores).map(|(c, &score)| HostScore { host: c.name, score }).collect();
             tracing::debug!(scores = ?list, "prioritized");
         }
-        json_response(encode::host_scores(candidates.iter().zip(scores).map(|(c, score)| (c.name, score))))
+        encode::host_scores(candidates.iter().zip(scores).map(|(c, score)| (c.name, score))).map_err(Error::Encode)
     })
-}
-
-/// Wraps an encoded JSON body.
-fn json_response(body: serde_json::Result<Vec<u8>>) -> Result<HttpResponse, Error> {
-    let body = body.map_err(Error::Encode)?;
-    Ok(HttpResponse::Ok().insert_header((CONTENT_TYPE, "application/json")).body(body))
 }
 
 fn pod_ref(pod: &PodFacts) -> PodRef {

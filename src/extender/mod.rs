@@ -6,6 +6,7 @@
 pub mod encode;
 pub mod filter;
 pub mod http;
+pub mod limits;
 pub mod placement;
 pub mod prioritize;
 pub mod wire;
@@ -23,8 +24,6 @@ use crate::{
 
 /// Reason of events for pods that cannot be placed.
 pub const UNRESOLVABLE_EVENT: &str = "FailedScheduling";
-/// Largest request body accepted: a full Node list of a large cluster runs to tens of MB.
-pub const MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 
 /// Everything a decision reads: the pod and snapshots of cluster and driver state.
 pub struct Inputs<'a> {
@@ -34,6 +33,8 @@ pub struct Inputs<'a> {
     pub cluster: &'a ClusterView,
     /// The storage driver (answers from its cache).
     pub driver: &'a dyn Driver,
+    /// When the decision must give up.
+    pub deadline: limits::Deadline,
 }
 
 impl Inputs<'_> {
@@ -114,9 +115,24 @@ impl<'a> Candidate<'a> {
 /// Errors of the extender endpoints; the HTTP status of each is decided in one place below.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The body could not be read, or is larger than [`MAX_BODY_BYTES`].
+    /// The body could not be read within its [`limits::ExtenderLimits`].
     #[error(transparent)]
     Body(#[from] crate::body::BodyError),
+    /// The request names more nodes than `--extender-max-nodes`.
+    #[error("ExtenderArgs names more than {0} nodes (--extender-max-nodes)")]
+    TooManyNodes(usize),
+    /// The decision did not finish (or start) before the call's deadline.
+    #[error("{verb}: {}", limits::Expired)]
+    Expired {
+        /// `filter` or `prioritize`: the protocol answers them differently.
+        verb: &'static str,
+    },
+    /// The connection has as many requests in flight as one may (HTTP/2 streams).
+    #[error("too many requests in flight on this connection; retry")]
+    ConnectionBusy,
+    /// `--extender-client-ca` is set and the caller showed no certificate it signed.
+    #[error("a client certificate signed by --extender-client-ca is required for the extender")]
+    Unauthenticated,
     /// The body is not ExtenderArgs JSON.
     #[error("failed to decode ExtenderArgs: {0}")]
     Decode(#[source] serde_json::Error),
@@ -136,7 +152,13 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Self::Body(crate::body::BodyError::TooLarge { .. }) => "body_too_large",
+            Self::Body(crate::body::BodyError::Busy { .. }) => "busy",
+            Self::Body(crate::body::BodyError::Timeout(_)) => "body_timeout",
             Self::Body(_) => "body",
+            Self::TooManyNodes(_) => "too_many_nodes",
+            Self::Expired { .. } => "deadline",
+            Self::Unauthenticated => "unauthenticated",
+            Self::ConnectionBusy => "connection_busy",
             Self::Decode(_) => "decode",
             Self::MissingPod => "missing_pod",
             Self::MissingNodes => "missing_nodes",
@@ -147,14 +169,34 @@ impl Error {
 
 impl ResponseError for Error {
     fn status_code(&self) -> StatusCode {
+        use crate::body::BodyError;
         match self {
-            Self::Body(crate::body::BodyError::TooLarge { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::Body(_) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => StatusCode::BAD_REQUEST,
+            Self::Body(BodyError::TooLarge { .. }) | Self::TooManyNodes(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::Body(BodyError::Timeout(_)) => StatusCode::REQUEST_TIMEOUT,
+            // The scheduler retries the pod later; the budget frees as bodies finish.
+            Self::Body(BodyError::Busy { .. }) | Self::ConnectionBusy => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Body(BodyError::Read(_)) | Self::Decode(_) | Self::MissingPod | Self::MissingNodes => {
+                StatusCode::BAD_REQUEST
+            }
+            // A filter answer carries the failure in its own `Error` field, which kube-scheduler
+            // reports on the pod; a prioritize answer has no such field, and the scheduler
+            // ignores failed prioritize calls anyway.
+            Self::Expired { verb: "filter" } => StatusCode::OK,
+            Self::Expired { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Unauthenticated => StatusCode::UNAUTHORIZED,
             Self::Encode(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code()).content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
+        let status = self.status_code();
+        let mut response = HttpResponse::build(status);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        if status == StatusCode::OK {
+            return response.json(wire::FilterResult::error(self.to_string()));
+        }
+        response.content_type("text/plain; charset=utf-8").body(format!("{self}\n"))
     }
 }

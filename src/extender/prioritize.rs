@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use super::{Candidate, Inputs};
+use super::{Candidate, Inputs, limits::Expired};
 use crate::{
     driver::{self, DriverNode, NodeInventory, NodeStatus, PodVolume},
     events::PodEvent,
@@ -37,9 +37,9 @@ pub struct Scores {
     pub event: Option<PodEvent>,
 }
 
-/// Scores `nodes` for `input.pod`.
-pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
-    let defaults = || Scores { scores: vec![DEFAULT_SCORE; nodes.len()], event: None };
+/// Scores `nodes` for `input.pod`, or stops at the inputs' deadline.
+pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<Scores, Expired> {
+    let defaults = || Ok(Scores { scores: vec![DEFAULT_SCORE; nodes.len()], event: None });
     let Ok(inventory) = input.driver.nodes() else {
         return defaults();
     };
@@ -57,7 +57,7 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
                 Some(NodeStatus::Offline) | None => INVALID_SCORE,
             })
             .collect();
-        return Scores { scores, event: None };
+        return Ok(Scores { scores, event: None });
     }
     if knobs::flag(&input.pod.metadata.annotations, knobs::DISABLE_HYPERCONVERGENCE, false) {
         return defaults();
@@ -74,6 +74,10 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
     let mut anti_keys: Vec<u32> = Vec::new();
     let mut far_volumes: Vec<&PodVolume> = Vec::new();
     for v in &volumes {
+        // Each volume costs a pass over every node: check the clock once per volume.
+        if input.deadline.passed() {
+            return Err(Expired);
+        }
         if knobs::flag(&v.labels, knobs::SKIP_SCHEDULER_SCORING, false) || v.volume.windows {
             continue;
         }
@@ -130,7 +134,7 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Scores {
         })
         .collect();
     let event = (!anti_replicas && !far_volumes.is_empty()).then(|| non_optimum_event(&far_volumes, &inventory));
-    Scores { scores, event }
+    Ok(Scores { scores, event })
 }
 
 /// Score of one healthy driver node for one volume: replica > same rack > same zone > same
@@ -183,10 +187,11 @@ fn non_optimum_event(far: &[&PodVolume], inventory: &NodeInventory) -> PodEvent 
         .collect();
     PodEvent::warning(
         NON_OPTIMUM_EVENT,
-        format!(
+        // Clipped: a pod may name thousands of volumes.
+        crate::text::clip_reason(format!(
             "Unable to schedule pod using volumes {vols:?} in a hyperconverged fashion. Make sure you have enough \
              CPU and memory resources available on these nodes: {:?}",
             nodes.into_iter().collect::<Vec<_>>()
-        ),
+        )),
     )
 }

@@ -22,8 +22,75 @@ pub struct ExtenderArgs<'a> {
     #[serde(rename = "Nodes", alias = "nodes", borrow, default)]
     pub nodes: Option<RequestNodeList<'a>>,
     /// Node names (`nodeCacheCapable: true`), borrowed from the body unless escaped.
-    #[serde(rename = "NodeNames", alias = "nodenames", alias = "nodeNames", borrow, default)]
+    #[serde(
+        rename = "NodeNames",
+        alias = "nodenames",
+        alias = "nodeNames",
+        borrow,
+        default,
+        deserialize_with = "bounded_option"
+    )]
     pub node_names: Option<Vec<Text<'a>>>,
+}
+
+thread_local! {
+    /// Most list elements [`ExtenderArgs`] decodes on this thread ([`with_max_nodes`]).
+    static MAX_NODES: std::cell::Cell<usize> = const { std::cell::Cell::new(usize::MAX) };
+}
+
+/// Runs `decode` with node lists limited to `max` elements. Checked while decoding, not after:
+/// a 64 MiB body of one-letter names would otherwise become 16 million list entries (400 MB)
+/// before its length could be looked at.
+pub fn with_max_nodes<R>(max: usize, decode: impl FnOnce() -> R) -> R {
+    let before = MAX_NODES.replace(max);
+    let out = decode();
+    MAX_NODES.set(before);
+    out
+}
+
+/// The error a list longer than [`with_max_nodes`] fails with; [`is_too_many_nodes`] finds it.
+const TOO_MANY_NODES: &str = "more nodes than the limit";
+
+/// Whether a decode error is the node limit's.
+pub fn is_too_many_nodes(e: &serde_json::Error) -> bool {
+    e.to_string().starts_with(TOO_MANY_NODES)
+}
+
+/// A list of at most [`MAX_NODES`] elements; `null` is an empty list.
+fn bounded<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    Ok(bounded_option(d)?.unwrap_or_default())
+}
+
+/// As [`bounded`], keeping `null` apart from an empty list.
+fn bounded_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Vec<T>>, D::Error> {
+    struct V<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> de::Visitor<'de> for V<T> {
+        type Value = Option<Vec<T>>;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("a list or null")
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+            let max = MAX_NODES.get();
+            let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
+            while let Some(item) = seq.next_element()? {
+                if out.len() == max {
+                    return Err(de::Error::custom(format_args!("{TOO_MANY_NODES} of {max}")));
+                }
+                out.push(item);
+            }
+            Ok(Some(out))
+        }
+    }
+    d.deserialize_option(V(std::marker::PhantomData))
 }
 
 /// A JSON string borrowed from the body unless it has escapes. serde's own `Cow<str>` impl
@@ -64,8 +131,8 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
 /// A `v1.NodeList` whose items are kept raw.
 #[derive(Debug, Deserialize)]
 pub struct RequestNodeList<'a> {
-    /// The nodes.
-    #[serde(borrow, default)]
+    /// The nodes; `null` is an empty list.
+    #[serde(borrow, default, deserialize_with = "bounded")]
     pub items: Vec<RequestNode<'a>>,
 }
 
@@ -263,6 +330,20 @@ pub struct FilterResult<'a> {
     pub error: String,
 }
 
+impl FilterResult<'static> {
+    /// An answer that fails the call with `error`, the protocol's way to report an extender
+    /// failure (kube-scheduler shows it on the pod and retries later).
+    pub fn error(error: String) -> Self {
+        Self {
+            nodes: None,
+            node_names: None,
+            failed_nodes: BTreeMap::new(),
+            failed_and_unresolvable_nodes: BTreeMap::new(),
+            error,
+        }
+    }
+}
+
 /// A `v1.NodeList` of raw nodes.
 #[derive(Debug, Serialize)]
 pub struct ResponseNodeList<'a> {
@@ -312,6 +393,23 @@ mod tests {
         }
         let bare = node(r#"{"metadata":{"name":"n2"},"status":null}"#);
         assert!(bare.addresses.is_empty() && !bare.storage_unschedulable);
+    }
+
+    #[test]
+    fn null_items_are_an_empty_list_and_lists_past_the_node_limit_fail_while_decoding() {
+        let args: ExtenderArgs<'_> = serde_json::from_str(r#"{"Nodes":{"items":null}}"#).unwrap();
+        assert!(args.nodes.unwrap().items.is_empty());
+        let args: ExtenderArgs<'_> = serde_json::from_str(r#"{"NodeNames":null}"#).unwrap();
+        assert!(args.node_names.is_none());
+        let body = r#"{"NodeNames":["a","b","c"]}"#;
+        let err = with_max_nodes(2, || serde_json::from_str::<ExtenderArgs<'_>>(body)).unwrap_err();
+        assert!(is_too_many_nodes(&err), "{err}");
+        assert_eq!(
+            with_max_nodes(3, || serde_json::from_str::<ExtenderArgs<'_>>(body)).unwrap().node_names.unwrap().len(),
+            3
+        );
+        let nodes = r#"{"Nodes":{"items":[{},{}]}}"#;
+        assert!(with_max_nodes(1, || serde_json::from_str::<ExtenderArgs<'_>>(nodes)).is_err());
     }
 
     #[test]

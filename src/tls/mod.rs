@@ -11,6 +11,7 @@
 //! `stork certs`.
 
 mod ca_bundle;
+pub mod client_auth;
 mod issue;
 mod reload;
 pub mod renewal;
@@ -260,16 +261,23 @@ fn describe(pair: &CertifiedKey) -> Option<(String, ASN1Time)> {
     Some((cert.raw_serial_as_string(), cert.validity().not_after))
 }
 
-/// A rustls server config resolving certificates through `resolver`, without client auth.
+/// A rustls server config resolving certificates through `resolver`; with `client_auth`, it
+/// asks clients for a certificate ([`client_auth::ClientAuth`]) without requiring one.
 ///
 /// ALPN is deliberately left empty: actix's `bind_rustls_0_23` prepends `h2` (with the `http2`
 /// feature) and `http/1.1` to whatever is configured, so setting them here would duplicate them.
-pub fn server_config(resolver: Arc<ReloadingCertResolver>) -> ServerConfig {
-    ServerConfig::builder_with_provider(provider())
+pub fn server_config(
+    resolver: Arc<ReloadingCertResolver>,
+    client_auth: Option<&client_auth::ClientAuth>,
+) -> ServerConfig {
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .expect("the crypto provider supports the default TLS versions")
-        .with_no_client_auth()
-        .with_cert_resolver(resolver)
+        .expect("the crypto provider supports the default TLS versions");
+    match client_auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.verifier()),
+        None => builder.with_no_client_auth(),
+    }
+    .with_cert_resolver(resolver)
 }
 
 #[cfg(test)]

@@ -19,8 +19,39 @@ use crate::cluster::pod::PodFacts;
 
 #[derive(Deserialize)]
 struct ReviewIn<'a> {
+    /// Kept raw: a malformed version must not make the whole review unreadable.
+    #[serde(rename = "apiVersion", borrow, default)]
+    api_version: Option<&'a RawValue>,
     #[serde(borrow)]
     request: Option<RequestIn<'a>>,
+}
+
+/// The AdmissionReview version a request came in, which its answer must carry.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ReviewVersion {
+    /// `admission.k8s.io/v1` (also assumed for a review naming no or an unknown version).
+    #[default]
+    V1,
+    /// `admission.k8s.io/v1beta1`: the API server still sends it to a configuration that lists
+    /// only `v1beta1` in `admissionReviewVersions`. Its response has the same fields.
+    V1beta1,
+}
+
+impl ReviewVersion {
+    /// The `apiVersion` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "admission.k8s.io/v1",
+            Self::V1beta1 => "admission.k8s.io/v1beta1",
+        }
+    }
+
+    fn of(raw: Option<&RawValue>) -> Self {
+        match raw.map(RawValue::get) {
+            Some(r#""admission.k8s.io/v1beta1""#) => Self::V1beta1,
+            _ => Self::V1,
+        }
+    }
 }
 
 /// `AdmissionRequest`, the fields we read.
@@ -45,6 +76,9 @@ pub struct RequestIn<'a> {
     /// The object, undecoded.
     #[serde(borrow)]
     pub object: Option<&'a RawValue>,
+    /// The version of the review this request came in (from the envelope).
+    #[serde(skip)]
+    pub version: ReviewVersion,
 }
 
 /// `GroupVersionKind` without the version.
@@ -73,7 +107,35 @@ impl RequestIn<'_> {
 /// Decodes the review; an error carries the uid when it is known (never, here).
 pub fn parse(body: &[u8]) -> Result<RequestIn<'_>, Error> {
     let review: ReviewIn<'_> = serde_json::from_slice(body).map_err(Error::Decode)?;
-    review.request.ok_or(Error::NoRequest)
+    let mut request = review.request.ok_or(Error::NoRequest)?;
+    request.version = ReviewVersion::of(review.api_version);
+    Ok(request)
+}
+
+/// What can still be read of a review that did not decode: the request's uid (so the API
+/// server can match the answer) and the version to answer in. Tries a generic JSON decode,
+/// then, for a body that is not JSON at all (truncated, say), the first `"uid"` string in it:
+/// the API server writes `request.uid` before the object.
+pub fn salvage(body: &[u8]) -> (String, ReviewVersion) {
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(body) {
+        let uid = v.pointer("/request/uid").and_then(serde_json::Value::as_str).unwrap_or_default();
+        let version = match v.get("apiVersion").and_then(serde_json::Value::as_str) {
+            Some("admission.k8s.io/v1beta1") => ReviewVersion::V1beta1,
+            _ => ReviewVersion::V1,
+        };
+        return (uid.to_owned(), version);
+    }
+    let text = String::from_utf8_lossy(body);
+    let string_after = |key: &str| -> Option<String> {
+        let re = regex_lite::Regex::new(&format!(r#""{key}"\s*:\s*("(?:[^"\\]|\\.)*")"#)).ok()?;
+        let quoted = re.captures(&text)?.get(1)?.as_str();
+        serde_json::from_str::<String>(quoted).ok()
+    };
+    let version = match string_after("apiVersion").as_deref() {
+        Some("admission.k8s.io/v1beta1") => ReviewVersion::V1beta1,
+        _ => ReviewVersion::V1,
+    };
+    (string_after("uid").unwrap_or_default(), version)
 }
 
 /// Decodes a `/mutate` review, with the pod when the request is a Pod CREATE. The pod is `None`
@@ -113,23 +175,32 @@ impl<'de> Visitor<'de> for MutateReview {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut request = None;
+        let (mut request, mut version) = (None, None);
         while let Some(key) = map.next_key::<ReviewField>()? {
             match key {
                 ReviewField::Request if request.is_some() => return Err(A::Error::duplicate_field("request")),
                 ReviewField::Request => request = Some(map.next_value_seed(OptionalRequest)?),
+                ReviewField::ApiVersion if version.is_some() => {
+                    return Err(A::Error::duplicate_field("apiVersion"));
+                }
+                ReviewField::ApiVersion => version = Some(map.next_value::<&'de RawValue>()?),
                 ReviewField::Other => {
                     map.next_value::<IgnoredAny>()?;
                 }
             }
         }
-        Ok(request.flatten())
+        let mut request = request.flatten();
+        if let Some((req, _)) = &mut request {
+            req.version = ReviewVersion::of(version);
+        }
+        Ok(request)
     }
 }
 
 #[derive(Deserialize)]
 #[serde(field_identifier, rename_all = "camelCase")]
 enum ReviewField {
+    ApiVersion,
     Request,
     #[serde(other)]
     Other,
@@ -270,6 +341,7 @@ impl<'de> Visitor<'de> for MutateRequest {
             operation: operation.unwrap_or_default(),
             dry_run: dry_run.unwrap_or_default(),
             object: object.flatten(),
+            version: ReviewVersion::V1,
         };
         Ok((req, pod))
     }
@@ -279,13 +351,25 @@ impl<'de> Visitor<'de> for MutateRequest {
 mod tests {
     use super::*;
 
+    #[test]
+    fn the_uid_and_version_are_salvaged_from_reviews_that_do_not_decode() {
+        let wrong_kind = br#"{"apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"u-1","kind":7}}"#;
+        assert!(parse(wrong_kind).is_err());
+        assert_eq!(salvage(wrong_kind), ("u-1".to_string(), ReviewVersion::V1beta1));
+        let truncated =
+            br#"{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u\"2","kind":{"#;
+        assert_eq!(salvage(truncated), ("u\"2".to_string(), ReviewVersion::V1));
+        assert_eq!(salvage(b"\xff\x00 not json"), (String::new(), ReviewVersion::V1));
+        assert_eq!(salvage(br#"{"request":{"uid":5}}"#).0, "");
+    }
+
     const DRIVER_POD: &str = include_str!("../../tests/data/admission/pod-with-driver-pvc.json");
 
     fn both(body: &str) -> (Result<String, String>, Result<String, String>) {
         let show = |r: &RequestIn<'_>, pod: Option<String>| {
             format!(
-                "{} {}/{} ns={} op={} dry={} pod={pod:?}",
-                r.uid, r.kind.group, r.kind.kind, r.namespace, r.operation, r.dry_run,
+                "{} {}/{} ns={} op={} dry={} v={:?} pod={pod:?}",
+                r.uid, r.kind.group, r.kind.kind, r.namespace, r.operation, r.dry_run, r.version,
             )
         };
         let slow = parse(body.as_bytes()).map(|r| {
@@ -335,11 +419,16 @@ mod tests {
             r#"{"request":{"uid":"u","kind":{"kind":"Pod"}}} x"#.into(),
             r#"{"request":["u",{"kind":"Pod"}]}"#.into(),
             String::new(),
+            r#"{"apiVersion":5,"request":{"uid":"u","kind":{"kind":"Pod"}}}"#.into(),
+            r#"{"apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"u","kind":{"kind":"Pod"}}}"#.into(),
         ];
         for body in cases {
             let (slow, fast) = both(&body);
             assert_eq!(fast, slow, "{body}");
         }
+        let v1beta1 = r#"{"apiVersion":"admission.k8s.io/v1beta1","request":{"uid":"u","kind":{"kind":"Pod"}}}"#;
+        assert_eq!(parse(v1beta1.as_bytes()).unwrap().version, ReviewVersion::V1beta1);
+        assert_eq!(parse_mutate(v1beta1.as_bytes()).unwrap().0.version, ReviewVersion::V1beta1);
         let not_utf8 = b"{\"request\":{\"uid\":\"\xff\",\"kind\":{\"kind\":\"Pod\"}}}";
         let errors =
             (parse(not_utf8).err().map(|e| e.to_string()), parse_mutate(not_utf8).err().map(|e| e.to_string()));

@@ -13,8 +13,12 @@ use std::sync::Arc;
 
 use crate::{cluster::ClusterView, driver::Driver, metrics::Metrics};
 
-/// Largest AdmissionReview accepted (the apiserver's own object limit is ~3 MiB).
-pub const MAX_REVIEW_BYTES: usize = 16 * 1024 * 1024;
+/// Default largest AdmissionReview (the API server's own request limit is 3 MiB; a review
+/// carries the object, and the old object on updates).
+pub const DEFAULT_MAX_REVIEW_BYTES: usize = 16 * 1024 * 1024;
+/// Default budget of review body bytes held at once: kept apart from the extender's, so a flood
+/// of extender bodies never makes a review wait.
+pub const DEFAULT_REVIEW_BUDGET_BYTES: usize = 32 * 1024 * 1024;
 /// Default pod annotation that opts a pod out of mutation.
 pub const DEFAULT_SKIP_ANNOTATION: &str = "stork.libopenstorage.org/disable-admission-controller";
 
@@ -27,6 +31,8 @@ pub struct WebhookConfig {
     pub excluded_namespaces: Vec<String>,
     /// How long a pod review waits for a claim missing from the cache to arrive (0: not at all).
     pub claim_wait: std::time::Duration,
+    /// Body size, time and memory budget.
+    pub body: crate::body::BodyLimits,
 }
 
 impl Default for WebhookConfig {
@@ -35,6 +41,11 @@ impl Default for WebhookConfig {
             skip_annotation: DEFAULT_SKIP_ANNOTATION.into(),
             excluded_namespaces: vec!["kube-system".into()],
             claim_wait: std::time::Duration::ZERO,
+            body: crate::body::BodyLimits::new(
+                DEFAULT_MAX_REVIEW_BYTES,
+                DEFAULT_REVIEW_BUDGET_BYTES,
+                crate::extender::limits::DEFAULT_BODY_TIMEOUT,
+            ),
         }
     }
 }
@@ -65,6 +76,9 @@ pub enum Error {
     /// The review has no `request`.
     #[error("AdmissionReview has no request")]
     NoRequest,
+    /// The connection has as many reviews in flight as one may (HTTP/2 streams).
+    #[error("too many requests in flight on this connection")]
+    ConnectionBusy,
     /// The object in the request is not what its kind says.
     #[error("failed to decode the request's object: {0}")]
     Object(#[source] serde_json::Error),
@@ -78,6 +92,7 @@ impl Error {
             Self::Decode(_) => "decode",
             Self::NoRequest => "no_request",
             Self::Object(_) => "object",
+            Self::ConnectionBusy => "connection_busy",
         }
     }
 }

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use tracing::{Span, instrument};
 
 use super::{
-    Error, MAX_REVIEW_BYTES, WebhookState,
-    decode::{RequestIn, parse, parse_mutate},
+    Error, WebhookState,
+    decode::{RequestIn, ReviewVersion, parse, parse_mutate, salvage},
     mutate_pod::mutate_pod,
     validate_pvc::{
         RestoreClaim, SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER, SnapshotFacts, Verdict, source_namespace,
@@ -19,7 +19,12 @@ use super::{
 };
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use crate::{body::read_body, cluster::pod::PodFacts};
+use crate::{
+    body::read_body,
+    cluster::pod::PodFacts,
+    telemetry::LogLimiter,
+    text::{Untrusted, clip_reason},
+};
 
 /// `AdmissionReview` response.
 #[derive(Debug, Serialize)]
@@ -56,7 +61,13 @@ struct StatusOut {
 
 impl ReviewOut {
     fn new(response: ResponseOut) -> Self {
-        Self { api_version: "admission.k8s.io/v1", kind: "AdmissionReview", response, claim_not_cached: false }
+        Self { api_version: ReviewVersion::V1.as_str(), kind: "AdmissionReview", response, claim_not_cached: false }
+    }
+
+    /// The answer in the review version the request came in.
+    fn in_version(mut self, version: ReviewVersion) -> Self {
+        self.api_version = version.as_str();
+        self
     }
 
     fn allow(uid: &str, patch: Option<&Patch>, warnings: Vec<String>) -> Self {
@@ -66,7 +77,8 @@ impl ReviewOut {
             allowed: true,
             patch_type: patch.is_some().then_some("JSONPatch"),
             patch: patch.map(|p| base64::engine::general_purpose::STANDARD.encode(p)),
-            warnings,
+            // Clipped: they quote names from the request.
+            warnings: warnings.into_iter().map(clip_reason).collect(),
             status: None,
         })
     }
@@ -75,7 +87,7 @@ impl ReviewOut {
         Self::new(ResponseOut {
             uid: uid.into(),
             allowed: false,
-            status: Some(StatusOut { code: 403, message }),
+            status: Some(StatusOut { code: 403, message: clip_reason(message) }),
             ..ResponseOut::default()
         })
     }
@@ -101,12 +113,38 @@ pub fn configure(state: WebhookState) -> impl FnOnce(&mut web::ServiceConfig) {
 #[instrument(level = "debug", skip_all, fields(hook = "mutate", uid, ns, decision))]
 async fn mutate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let _timer = state.metrics.webhook.time("mutate");
-    let body = read_body(&req, payload, MAX_REVIEW_BYTES).await.map_err(|e| (String::new(), Error::from(e)));
-    let result = match body {
-        Ok(b) => review_mutate_waiting_for_claims(&state, &b).await,
+    let result = match read_review(&state, &req, payload).await {
+        Ok((body, _slot)) => review_mutate_waiting_for_claims(&state, &body).await.map_err(|e| salvaged(&body, e)),
         Err(e) => Err(e),
     };
     respond(&state, "mutate", result)
+}
+
+/// The review's body, read within the webhook's limits, and the request's place on its
+/// connection. Any failure is answered with an allowed review (uid unknown then).
+async fn read_review(
+    state: &WebhookState,
+    req: &HttpRequest,
+    payload: web::Payload,
+) -> Result<(crate::body::Body, crate::server::ConnSlot), Failed> {
+    let fail = |e: Error| (String::new(), ReviewVersion::V1, e);
+    let slot = crate::server::conn_slot(req).ok_or_else(|| fail(Error::ConnectionBusy))?;
+    let body = read_body(req, payload, &state.config.body).await.map_err(|e| fail(e.into()))?;
+    Ok((body, slot))
+}
+
+/// A review that could not be decided: what is known of its uid and version, and why.
+type Failed = (String, ReviewVersion, Error);
+
+/// An error of a review whose body was read: the uid and version salvaged when the decode did
+/// not get as far as the uid.
+fn salvaged(body: &[u8], (uid, e): (String, Error)) -> Failed {
+    if uid.is_empty() {
+        let (uid, version) = salvage(body);
+        (uid, version, e)
+    } else {
+        (uid, salvage(body).1, e)
+    }
 }
 
 /// [`review_mutate`], decided again while a claim of the pod is missing from the cache, up to
@@ -128,16 +166,30 @@ async fn review_mutate_waiting_for_claims(state: &WebhookState, body: &[u8]) -> 
 #[instrument(level = "debug", skip_all, fields(hook = "validate", uid, ns, decision))]
 async fn validate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let _timer = state.metrics.webhook.time("validate");
-    let body = read_body(&req, payload, MAX_REVIEW_BYTES).await.map_err(|e| (String::new(), Error::from(e)));
-    respond(&state, "validate", body.and_then(|b| review_validate(&state, &b)))
+    let result = match read_review(&state, &req, payload).await {
+        Ok((body, _slot)) => review_validate(&state, &body).map_err(|e| salvaged(&body, e)),
+        Err(e) => Err(e),
+    };
+    respond(&state, "validate", result)
 }
 
-/// Encodes the answer; an error is answered with an allowed review (uid unknown then).
-fn respond(state: &WebhookState, hook: &'static str, result: Result<ReviewOut, (String, Error)>) -> HttpResponse {
-    let out = result.unwrap_or_else(|(uid, e)| {
-        tracing::warn!(hook, uid = %uid, error = %e, "admission request not processed; allowing");
+/// Encodes the answer; an error is answered with an allowed review.
+fn respond(state: &WebhookState, hook: &'static str, result: Result<ReviewOut, Failed>) -> HttpResponse {
+    // One bad client can send thousands of these a second: a few lines per interval, then a count.
+    static NOT_PROCESSED: LogLimiter = LogLimiter::new();
+    let out = result.unwrap_or_else(|(uid, version, e)| {
+        if let Some(suppressed) = NOT_PROCESSED.admit() {
+            let error = e.to_string();
+            tracing::warn!(
+                hook,
+                uid = %Untrusted(&uid),
+                error = %Untrusted(&error),
+                suppressed,
+                "admission request not processed; allowing"
+            );
+        }
         state.metrics.webhook.failed(hook, e.metric_label());
-        ReviewOut::from_error(&uid, &e)
+        ReviewOut::from_error(&uid, &e).in_version(version)
     });
     let body = serde_json::to_vec(&out).unwrap_or_else(|_| {
         br#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"","allowed":true}}"#
@@ -171,7 +223,7 @@ pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (St
     };
     if !decision.is_empty() {
         record_span(&req, Some(decision));
-        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]).in_version(req.version));
     }
     let pod = match pod {
         Some(pod) => pod,
@@ -182,9 +234,10 @@ pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (St
     record_span(&req, Some(d.reason));
     if d.patch.is_some() {
         // Few fields, as Display: each one costs about a tenth of the request when formatted.
-        tracing::info!(uid = %req.uid, pod = %pod.display_name(), "routing pod to the stork scheduler");
+        let pod = pod.display_name();
+        tracing::info!(uid = %Untrusted(&req.uid), pod = %Untrusted(&pod), "routing pod to the stork scheduler");
     }
-    let mut out = ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings);
+    let mut out = ReviewOut::allow(&req.uid, d.patch.as_ref(), d.warnings).in_version(req.version);
     out.claim_not_cached = d.reason == "pvc_not_cached";
     Ok(out)
 }
@@ -193,13 +246,14 @@ pub fn review_mutate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (St
 pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
     let req = parse(body).map_err(|e| (String::new(), e))?;
     record_span(&req, None);
+    let version = req.version;
     if !req.is_core("PersistentVolumeClaim") || req.operation != "CREATE" {
-        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]).in_version(version));
     }
     let pvc: PersistentVolumeClaim = req.object().map_err(|e| (req.uid.to_string(), e))?;
     let is_restore = state.cluster.class_of(&pvc).is_some_and(|sc| sc.provisioner == SNAPSHOT_PROVISIONER);
     if !is_restore {
-        return Ok(ReviewOut::allow(&req.uid, None, vec![]));
+        return Ok(ReviewOut::allow(&req.uid, None, vec![]).in_version(version));
     }
     let meta = &pvc.metadata;
     let ns = if req.namespace.is_empty() { meta.namespace.as_deref().unwrap_or_default() } else { &req.namespace };
@@ -213,11 +267,12 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
         .snapshot(source_namespace(ns, annotations), snapshot_name)
         .map(|cached| cached.map(|s| SnapshotFacts::of(&s)));
     match validate_restore_claim(&claim, facts.as_ref().map(Option::as_ref)) {
-        Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w)),
+        Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w).in_version(version)),
         Verdict::Deny(msg) => {
             record_span(&req, Some("denied"));
-            tracing::info!(uid = %req.uid, pvc = %format!("{ns}/{name}"), reason = %msg, "denying restore pvc");
-            Ok(ReviewOut::deny(&req.uid, msg))
+            let pvc = format!("{ns}/{name}");
+            tracing::info!(uid = %Untrusted(&req.uid), pvc = %Untrusted(&pvc), reason = %Untrusted(&msg), "denying restore pvc");
+            Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
         }
     }
 }

@@ -20,11 +20,13 @@ use std::{
 
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::PersistentVolume;
+use prometheus_client::metrics::{counter::Counter, family::Family};
 use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use self::state::{Records, RestoredVolume};
 use super::{Driver, DriverNode, Error, NodeInventory, NodeStatus, SnapshotDriver, Volume};
+use crate::metrics::FileLabels;
 
 pub use self::{snapshots::REPLICAS_PARAMETER, state::state_path};
 
@@ -93,13 +95,14 @@ pub struct TopologyVolume {
 }
 
 impl Topology {
-    /// Parses and validates topology YAML.
+    /// Parses and validates topology YAML. A text with no document at all (empty, or comments
+    /// only) is refused: it is what a truncated or half-written file looks like, and taking it
+    /// as "no nodes" would fail every pod's storage at once. `nodes: []` says so explicitly.
     pub fn from_yaml(text: &str) -> Result<Self, String> {
-        let topo: Topology = if text.trim().is_empty() {
-            Topology::default()
-        } else {
-            serde_saphyr::from_str(text).map_err(|e| e.to_string())?
-        };
+        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
+            return Err("the file holds no topology (empty or only comments); write `nodes: []` for none".into());
+        }
+        let topo: Topology = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
         let mut ids = HashSet::new();
         for (i, n) in topo.nodes.iter().enumerate() {
             if n.id.is_empty() {
@@ -222,6 +225,9 @@ pub struct MockDriver {
     state: ArcSwap<State>,
     inner: Mutex<Inner>,
     restore_time: Duration,
+    /// Why the files on disk are not what is served, if they are not.
+    problem: Mutex<Option<String>>,
+    config_errors: Option<Family<FileLabels, Counter>>,
 }
 
 impl MockDriver {
@@ -253,6 +259,20 @@ impl MockDriver {
             state: ArcSwap::from_pointee(inner.state()),
             inner: Mutex::new(inner),
             restore_time: IN_PLACE_RESTORE_TIME,
+            problem: Mutex::new(None),
+            config_errors: None,
+        }
+    }
+
+    /// Counts refused files into `counter` (`stork_driver_config_errors_total`).
+    pub fn with_error_counter(mut self, counter: Family<FileLabels, Counter>) -> Self {
+        self.config_errors = Some(counter);
+        self
+    }
+
+    fn refused(&self, file: &'static str) {
+        if let Some(c) = &self.config_errors {
+            c.get_or_create(&FileLabels { file }).inc();
         }
     }
 
@@ -287,7 +307,15 @@ impl MockDriver {
                 changed = true;
             }
         });
-        let records = state::read(state_path).map(|r| {
+        let records = state::read(state_path).and_then(|r| {
+            // stork writes the state file whole (temp file, rename), so an empty one was not
+            // written by stork: refuse it rather than forget every snapshot and restore.
+            if r == Records::default() && inner.records != Records::default() && state::is_blank(state_path) {
+                return Err(Error::State {
+                    path: state_path.display().to_string(),
+                    message: "the file is empty; it would erase every snapshot and restored volume".into(),
+                });
+            }
             if r != inner.records {
                 tracing::info!(
                     path = %state_path.display(),
@@ -299,10 +327,23 @@ impl MockDriver {
                 inner.records = r;
                 changed = true;
             }
+            Ok(())
         });
         if changed {
             self.state.store(Arc::new(inner.state()));
         }
+        drop(inner);
+        let mut problems = Vec::new();
+        if let Err(e) = &topology {
+            self.refused("topology");
+            problems.push(format!("mock topology refused, the last good one serves: {e}"));
+        }
+        if let Err(e) = &records {
+            self.refused("state");
+            problems.push(format!("mock snapshot state refused, the last good one serves: {e}"));
+        }
+        *self.problem.lock().unwrap_or_else(PoisonError::into_inner) =
+            (!problems.is_empty()).then(|| problems.join("; "));
         match (topology, records) {
             (Err(e), Err(other)) => {
                 tracing::warn!(error = %other, "keeping the previous mock snapshot state");
@@ -348,6 +389,11 @@ impl MockDriver {
 fn read_topology(path: &Path) -> Result<Topology, Error> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology { path: display.clone(), source })?;
+    // A write caught half way usually stops mid-line; a whole YAML file ends with a newline.
+    if !text.is_empty() && !text.ends_with('\n') {
+        let message = "the file does not end with a newline: half-written? (write a temp file, then rename it over)";
+        return Err(Error::Topology { path: display, message: message.into() });
+    }
     Topology::from_yaml(&text).map_err(|message| Error::Topology { path: display, message })
 }
 
@@ -375,6 +421,10 @@ impl Driver for MockDriver {
 
     fn snapshots(&self) -> Option<&dyn SnapshotDriver> {
         Some(self)
+    }
+
+    fn config_problem(&self) -> Option<String> {
+        self.problem.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 }
 
@@ -412,5 +462,42 @@ mod tests {
         std::fs::write(&path, "nodes:\n- id: b\n  status: Offline\n").unwrap();
         d.reload().unwrap();
         assert_eq!(d.nodes().unwrap().by_id("b").unwrap().status, NodeStatus::Offline);
+    }
+
+    #[test]
+    fn empty_comment_only_and_half_written_topologies_are_refused_and_the_last_good_one_serves() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.yaml");
+        std::fs::write(&path, "nodes:\n- id: a\n- id: b\n").unwrap();
+        let errors = Family::<FileLabels, Counter>::default();
+        let d = MockDriver::load(&path).unwrap().with_error_counter(errors.clone());
+        for bad in ["", "# nothing here\n\n", "nodes:\n- id: a\n- i", "\u{0}\u{1}garbage"] {
+            std::fs::write(&path, bad).unwrap();
+            assert!(d.reload().is_err(), "{bad:?} was accepted");
+            assert!(d.config_problem().is_some_and(|p| p.contains("mock topology refused")), "{bad:?}");
+            assert_eq!(d.nodes().unwrap().nodes().len(), 2, "after {bad:?}");
+        }
+        assert_eq!(errors.get_or_create(&FileLabels { file: "topology" }).get(), 4);
+        std::fs::write(&path, "nodes: []\n").unwrap();
+        d.reload().unwrap();
+        assert!(d.config_problem().is_none());
+        assert_eq!(d.nodes().unwrap().nodes().len(), 0, "an explicit empty list is the operator's word");
+        assert!(MockDriver::load(&dir.path().join("missing.yaml")).is_err());
+        std::fs::write(&path, "").unwrap();
+        assert!(MockDriver::load(&path).is_err(), "an empty file is refused at startup too");
+    }
+
+    #[test]
+    fn an_emptied_state_file_does_not_erase_snapshots() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("topology.yaml");
+        std::fs::write(&path, "nodes:\n- id: a\n").unwrap();
+        let state = state_path(&path);
+        std::fs::write(&state, "volumes:\n  v1:\n    snapshot: s1\n    replicas: [a]\n").unwrap();
+        let d = MockDriver::load(&path).unwrap();
+        std::fs::write(&state, "").unwrap();
+        assert!(d.reload().is_err());
+        assert!(d.config_problem().is_some_and(|p| p.contains("snapshot state refused")));
+        assert_eq!(d.lock().records.volumes.len(), 1);
     }
 }

@@ -171,6 +171,12 @@ pub(super) fn parse_time(text: &str) -> Result<Timestamp, String> {
     text.parse::<Timestamp>().map_err(|e| format!("{text:?} is not an RFC 3339 time: {e}"))
 }
 
+/// Whether the file at `path` holds no document (empty or comments only).
+pub(super) fn is_blank(path: &Path) -> bool {
+    std::fs::read_to_string(path)
+        .is_ok_and(|t| t.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')))
+}
+
 /// Reads the state file: missing is empty; unreadable or invalid fails with the path.
 pub(super) fn read(path: &Path) -> Result<Records, Error> {
     let display = path.display().to_string();

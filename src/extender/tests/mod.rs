@@ -24,7 +24,7 @@ struct Filtered {
 fn run_filter(world: World, pod: &PodFacts, names: &[&str]) -> Filtered {
     let built = Built::from(world);
     built.with_candidates(pod, names, |inputs, nodes| {
-        let d = filter(inputs, nodes);
+        let d = filter(inputs, nodes).expect("no deadline");
         let named = |v: Vec<(usize, String)>| v.into_iter().map(|(i, r)| (names[i].to_string(), r)).collect();
         Filtered {
             kept: d.kept.iter().map(|&i| names[i].to_string()).collect(),
@@ -39,7 +39,7 @@ fn run_filter(world: World, pod: &PodFacts, names: &[&str]) -> Filtered {
 fn run_prioritize(world: World, pod: &PodFacts, names: &[&str]) -> (BTreeMap<String, i64>, Option<PodEvent>) {
     let built = Built::from(world);
     built.with_candidates(pod, names, |inputs, nodes| {
-        let s = prioritize(inputs, nodes);
+        let s = prioritize(inputs, nodes).expect("no deadline");
         (names.iter().map(|n| n.to_string()).zip(s.scores).collect(), s.event)
     })
 }
