@@ -64,6 +64,20 @@ pub fn issue_serving(ca: &Issued, sans: &[String], now: SystemTime, validity: Du
     Ok(Issued { cert: cert.pem(), key: key.serialize_pem() })
 }
 
+/// Issue a client certificate named `common_name` (the `stork` kube-scheduler's, for
+/// `--extender-client-ca`), signed by `ca` as in [`issue_serving`].
+pub fn issue_client(ca: &Issued, common_name: &str, now: SystemTime, validity: Duration) -> Result<Issued, Error> {
+    let ca_key = KeyPair::from_pem(&ca.key).map_err(Error::Generate)?;
+    let issuer = Issuer::from_ca_cert_pem(&ca.cert, ca_key).map_err(Error::Generate)?;
+    let mut params = params(Vec::new(), common_name, now, validity)?;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+    params.use_authority_key_identifier_extension = true;
+    let key = KeyPair::generate().map_err(Error::Generate)?;
+    let cert = params.signed_by(&key, &issuer).map_err(Error::Generate)?;
+    Ok(Issued { cert: cert.pem(), key: key.serialize_pem() })
+}
+
 fn params(
     sans: Vec<String>,
     common_name: &str,

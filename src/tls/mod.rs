@@ -27,7 +27,7 @@ use std::{
 };
 
 use arc_swap::ArcSwap;
-pub use issue::{DevCerts, Issued, generate_ca_and_serving, issue_ca, issue_serving, write_dev_certs};
+pub use issue::{DevCerts, Issued, generate_ca_and_serving, issue_ca, issue_client, issue_serving, write_dev_certs};
 pub use reload::watch_and_reload;
 use rustls::{
     ServerConfig,

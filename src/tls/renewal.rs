@@ -17,7 +17,7 @@ use std::{
 use rustls::pki_types::{CertificateDer, pem::PemObject};
 
 pub use super::secret::Material;
-use super::{Error, Issued, issue_ca, issue_serving, parse_pair, secret::pem_encode, verify};
+use super::{Error, Issued, issue_ca, issue_client, issue_serving, parse_pair, secret::pem_encode, verify};
 
 const DAY: u64 = 24 * 60 * 60;
 /// How long a CA issued here is valid.
@@ -26,6 +26,8 @@ pub const CA_VALIDITY: Duration = Duration::from_secs(3650 * DAY);
 pub const SERVING_VALIDITY: Duration = Duration::from_secs(365 * DAY);
 /// Common name of the CAs issued here.
 const CA_NAME: &str = "stork webhook CA";
+/// Common name of the `stork` kube-scheduler's client certificate.
+pub const SCHEDULER_CLIENT_NAME: &str = "stork-scheduler";
 
 /// What the serving certificate must satisfy, and how early to renew.
 #[derive(Debug, Clone)]
@@ -72,6 +74,8 @@ pub enum Reason {
     ServingExpiring,
     /// The bundle holds expired, duplicate or unparsable entries.
     BundleStale,
+    /// No usable scheduler client pair (missing, unparsable, key mismatch) or it is due.
+    ClientUnusable(String),
 }
 
 impl fmt::Display for Reason {
@@ -82,6 +86,7 @@ impl fmt::Display for Reason {
             Self::ServingUnusable(why) => write!(f, "serving certificate unusable: {why}"),
             Self::ServingExpiring => f.write_str("serving certificate due for renewal"),
             Self::BundleStale => f.write_str("CA bundle holds expired or duplicate entries"),
+            Self::ClientUnusable(why) => write!(f, "scheduler client certificate unusable: {why}"),
         }
     }
 }
@@ -95,6 +100,8 @@ pub struct Assessment {
     pub serving: Option<Reason>,
     /// Whether the bundle must be rewritten without some entries.
     pub prune: bool,
+    /// Why the scheduler's client pair must be reissued, if it must.
+    pub client: Option<Reason>,
     /// The bundle's CAs still worth trusting, in order.
     trusted: Vec<CertificateDer<'static>>,
 }
@@ -102,7 +109,7 @@ pub struct Assessment {
 impl Assessment {
     /// Nothing to write: serve the contents as they are.
     pub fn is_usable(&self) -> bool {
-        self.ca.is_none() && self.serving.is_none() && !self.prune
+        self.ca.is_none() && self.serving.is_none() && !self.prune && self.client.is_none()
     }
 }
 
@@ -150,7 +157,25 @@ pub fn assess(current: &Material, policy: &Policy, now: SystemTime) -> Assessmen
         }
     };
     out.serving = assess_serving(current, policy, &out.trusted, now).err();
+    out.client = assess_client(current, policy, now).err();
     out
+}
+
+/// `Ok` if the scheduler's client pair parses, matches and is not due.
+fn assess_client(current: &Material, policy: &Policy, now: SystemTime) -> Result<(), Reason> {
+    let pair = parse_pair(
+        current.client_cert.as_bytes(),
+        current.client_key.as_bytes(),
+        "client.crt".as_ref(),
+        "client.key".as_ref(),
+    )
+    .map_err(|err| Reason::ClientUnusable(error_chain(&err)))?;
+    let leaf = pair.cert.first().and_then(|der| verify::parse(der.clone().into_owned()));
+    let leaf = leaf.ok_or_else(|| Reason::ClientUnusable("client.crt does not parse".into()))?;
+    if due(leaf.not_after, now, policy.renew_before) {
+        return Err(Reason::ClientUnusable("due for renewal".into()));
+    }
+    Ok(())
 }
 
 /// `Ok` if the serving pair is usable and not due; the reason otherwise.
@@ -179,7 +204,7 @@ pub fn plan(current: &Material, policy: &Policy, now: SystemTime) -> Result<Plan
     if assessment.is_usable() {
         return Ok(Plan::Keep);
     }
-    let Assessment { ca, serving, prune, mut trusted } = assessment;
+    let Assessment { ca, serving, prune, client, mut trusted } = assessment;
     let handover = ca == Some(Reason::CaExpiring);
     let mut next = current.clone();
     // A due (but still valid) CA signs one last serving certificate, even one not due yet: that
@@ -197,13 +222,23 @@ pub fn plan(current: &Material, policy: &Policy, now: SystemTime) -> Result<Plan
     if ca.is_some() || prune {
         next.ca_bundle = trusted.iter().map(|der| pem_encode(der)).collect();
     }
-    if serving.is_some() || handover {
+    // A client pair reissued with the serving one is not a reason of its own.
+    let reissue_serving = serving.is_some() || handover;
+    let client = if reissue_serving { None } else { client };
+    if reissue_serving {
         let signer =
             if handover { old_signer } else { Issued { cert: next.ca_bundle.clone(), key: next.ca_key.clone() } };
         let issued = issue_serving(&signer, &policy.sans, now, SERVING_VALIDITY)?;
         (next.cert, next.key) = (issued.cert, issued.key);
+        // Issued with the serving certificate, by the same CA: both leave the old CA together.
+        let client = issue_client(&signer, SCHEDULER_CLIENT_NAME, now, SERVING_VALIDITY)?;
+        (next.client_cert, next.client_key) = (client.cert, client.key);
+    } else if client.is_some() {
+        let signer = Issued { cert: next.ca_bundle.clone(), key: next.ca_key.clone() };
+        let issued = issue_client(&signer, SCHEDULER_CLIENT_NAME, now, SERVING_VALIDITY)?;
+        (next.client_cert, next.client_key) = (issued.cert, issued.key);
     }
-    let reasons = ca.into_iter().chain(serving).chain(prune.then_some(Reason::BundleStale)).collect();
+    let reasons = ca.into_iter().chain(serving).chain(prune.then_some(Reason::BundleStale)).chain(client).collect();
     Ok(Plan::Write { material: next, reasons })
 }
 
@@ -356,6 +391,25 @@ mod tests {
     }
 
     #[test]
+    fn a_scheduler_client_certificate_is_issued_with_the_serving_one_and_repaired_alone() {
+        let now = SystemTime::now();
+        let fresh = fresh(now);
+        let ca = bundle(&fresh);
+        let pair = parse_pair(fresh.client_cert.as_bytes(), fresh.client_key.as_bytes(), "c".as_ref(), "k".as_ref());
+        let leaf = &pair.unwrap().cert[0];
+        let (_, cert) = x509_parser::parse_x509_certificate(leaf).unwrap();
+        assert_eq!(cert.issuer(), x509_parser::parse_x509_certificate(&ca[0]).unwrap().1.subject());
+        let eku = cert.extended_key_usage().unwrap().unwrap().value;
+        assert!(eku.client_auth && !eku.server_auth);
+
+        let lost = Material { client_key: String::new(), ..fresh.clone() };
+        let (repaired, reasons) = renew(&lost, &policy(), now);
+        assert!(matches!(reasons[..], [Reason::ClientUnusable(_)]), "{reasons:?}");
+        assert_eq!((&repaired.cert, &repaired.ca_bundle), (&fresh.cert, &fresh.ca_bundle), "nothing else is reissued");
+        assert!(assess(&repaired, &policy(), now).is_usable());
+    }
+
+    #[test]
     fn garbage_in_every_field_is_replaced_by_fresh_certificates() {
         let now = SystemTime::now();
         let garbage = Material {
@@ -363,6 +417,8 @@ mod tests {
             ca_key: "nope".into(),
             cert: "nope".into(),
             key: String::new(),
+            client_cert: "nope".into(),
+            client_key: String::new(),
         };
 
         let (renewed, reasons) = renew(&garbage, &policy(), now);

@@ -11,6 +11,8 @@ const TLS_CERT: &str = "tls.crt";
 const TLS_KEY: &str = "tls.key";
 const CA_CERT: &str = "ca.crt";
 const CA_KEY: &str = "ca.key";
+const CLIENT_CERT: &str = "client.crt";
+const CLIENT_KEY: &str = "client.key";
 
 /// The PEM blobs kept in the Secret.
 #[derive(Clone, Default, PartialEq, Eq)]
@@ -24,6 +26,11 @@ pub struct Material {
     pub cert: String,
     /// `tls.key`: its key.
     pub key: String,
+    /// `client.crt`: the `stork` kube-scheduler's client certificate for the extender, signed
+    /// with the serving certificate (the scheduler mounts it with `ca.crt`, never `ca.key`).
+    pub client_cert: String,
+    /// `client.key`: its key.
+    pub client_key: String,
 }
 
 impl fmt::Debug for Material {
@@ -40,15 +47,29 @@ impl Material {
             let bytes = secret.data.as_ref().and_then(|data| data.get(key));
             bytes.and_then(|b| String::from_utf8(b.0.clone()).ok()).unwrap_or_default()
         };
-        Self { ca_bundle: get(CA_CERT), ca_key: get(CA_KEY), cert: get(TLS_CERT), key: get(TLS_KEY) }
+        Self {
+            ca_bundle: get(CA_CERT),
+            ca_key: get(CA_KEY),
+            cert: get(TLS_CERT),
+            key: get(TLS_KEY),
+            client_cert: get(CLIENT_CERT),
+            client_key: get(CLIENT_KEY),
+        }
     }
 
     /// The Secret's `data`.
     pub fn to_data(&self) -> BTreeMap<String, ByteString> {
-        [(TLS_CERT, &self.cert), (TLS_KEY, &self.key), (CA_CERT, &self.ca_bundle), (CA_KEY, &self.ca_key)]
-            .into_iter()
-            .map(|(key, pem)| (key.to_owned(), ByteString(pem.clone().into_bytes())))
-            .collect()
+        [
+            (TLS_CERT, &self.cert),
+            (TLS_KEY, &self.key),
+            (CA_CERT, &self.ca_bundle),
+            (CA_KEY, &self.ca_key),
+            (CLIENT_CERT, &self.client_cert),
+            (CLIENT_KEY, &self.client_key),
+        ]
+        .into_iter()
+        .map(|(key, pem)| (key.to_owned(), ByteString(pem.clone().into_bytes())))
+        .collect()
     }
 
     /// A new Secret `namespace/name` holding this.
@@ -88,15 +109,21 @@ mod tests {
 
     #[test]
     fn secret_contents_round_trip_and_missing_keys_read_as_empty() {
-        let material =
-            Material { ca_bundle: "ca".into(), ca_key: "cakey".into(), cert: "crt".into(), key: "key".into() };
+        let material = Material {
+            ca_bundle: "ca".into(),
+            ca_key: "cakey".into(),
+            cert: "crt".into(),
+            key: "key".into(),
+            client_cert: "ccrt".into(),
+            client_key: "ckey".into(),
+        };
 
         let secret = material.to_secret("ns", "tls");
 
         assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
         assert_eq!(Material::from_secret(&secret), material);
         let keys: Vec<_> = secret.data.unwrap().into_keys().collect();
-        assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+        assert_eq!(keys, ["ca.crt", "ca.key", "client.crt", "client.key", "tls.crt", "tls.key"]);
         assert_eq!(Material::from_secret(&Secret::default()), Material::default());
     }
 

@@ -24,7 +24,8 @@ fn params(sans: &[&str], cn: &str, org: Option<&str>) -> Result<CertificateParam
     Ok(p)
 }
 
-/// Writes `ca.crt`, `apiserver.{crt,key}`, `admin.{crt,key}`, `stork.{crt,key}`, `sa.{key,pub}`.
+/// Writes `ca.crt`, `apiserver.{crt,key}`, `admin.{crt,key}`, `stork.{crt,key}`,
+/// `stork-scheduler.{crt,key}`, `sa.{key,pub}`.
 pub fn write_all(dir: &Path) -> Result<()> {
     let mut ca = params(&[], "stork-e2e-ca", None)?;
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -47,6 +48,9 @@ pub fn write_all(dir: &Path) -> Result<()> {
     leaf("admin", params(&[], "admin", Some("system:masters"))?, ExtendedKeyUsagePurpose::ClientAuth)?;
     let stork_sans = [STORK_SERVICE_DNS, "stork-service.kube-system.svc.cluster.local", "localhost", "127.0.0.1"];
     leaf("stork", params(&stork_sans, STORK_SERVICE_DNS, None)?, ExtendedKeyUsagePurpose::ServerAuth)?;
+    // The `stork` kube-scheduler's client certificate for the extender (stork runs with
+    // `--extender-client-ca ca.crt`).
+    leaf("stork-scheduler", params(&[], "stork-scheduler", None)?, ExtendedKeyUsagePurpose::ClientAuth)?;
 
     let sa = KeyPair::generate()?;
     std::fs::write(dir.join("sa.key"), sa.serialize_pem())?;

@@ -407,6 +407,8 @@ fn stork_command(
         cmd.args(["--listen", &format!("127.0.0.1:{stork_port}")]);
         cmd.args(["--admin-listen", &format!("127.0.0.1:{stork_admin_port}")]);
         cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
+        // As the manifests run it: only the `stork` scheduler's client certificate may call the extender.
+        cmd.arg("--extender-client-ca").arg(d.join("ca.crt"));
         if driver_args.is_empty() {
             cmd.args(["--driver", "mock"]).arg("--mock-topology").arg(&topo);
             // The monitor deletes pods; tests that exercise it start their own replicas (`replica`).
@@ -420,7 +422,7 @@ fn stork_command(
 
 /// The `stork` scheduler's configuration exactly as `manifests/scheduler-config.yaml` has it,
 /// except for what differs outside a cluster: the kubeconfig, no leader election, and the
-/// extender's address and CA file (the TLS server name stays the Service's DNS name).
+/// extender's address and the files of its TLS config (the server name stays the Service's DNS name).
 fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Result<Value> {
     let text = std::fs::read_to_string(repo_root().join("manifests/scheduler-config.yaml"))?;
     let mut cfg: Value = serde_saphyr::from_str(&text).context("parse manifests/scheduler-config.yaml")?;
@@ -428,7 +430,10 @@ fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Res
     cfg["leaderElection"] = json!({"leaderElect": false});
     let ext = cfg["extenders"].get_mut(0).context("manifests/scheduler-config.yaml has no extender")?;
     ext["urlPrefix"] = json!(format!("https://127.0.0.1:{stork_port}"));
-    ext["tlsConfig"]["caFile"] = json!(dir.join("ca.crt"));
+    let tls = &mut ext["tlsConfig"];
+    tls["caFile"] = json!(dir.join("ca.crt"));
+    tls["certFile"] = json!(dir.join("stork-scheduler.crt"));
+    tls["keyFile"] = json!(dir.join("stork-scheduler.key"));
     Ok(cfg)
 }
 

@@ -5,6 +5,7 @@ pub mod bench;
 mod certs;
 mod cluster;
 pub mod deploy;
+pub mod https;
 pub mod objects;
 mod procs;
 pub mod replica;
@@ -20,6 +21,7 @@ use kube::{
 };
 use serde_json::json;
 
+pub use certs::STORK_SERVICE_DNS;
 pub use cluster::{Cluster, ClusterInfo, ClusterOptions, http_get_full, repo_root};
 
 /// A client for the cluster behind `kubeconfig` (one per test: clients are tied to a runtime).

@@ -389,8 +389,11 @@ impl MockDriver {
 fn read_topology(path: &Path) -> Result<Topology, Error> {
     let display = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology { path: display.clone(), source })?;
-    // A write caught half way usually stops mid-line; a whole YAML file ends with a newline.
-    if !text.is_empty() && !text.ends_with('\n') {
+    // Block-style YAML has no end marker: a write caught half way is still a valid document,
+    // but it usually stops mid-line, and a whole file ends with a newline. A flow-style (JSON)
+    // document ends with its closing bracket, and a truncated one does not parse.
+    let flow = text.trim_start().starts_with(['{', '[']);
+    if !flow && !text.is_empty() && !text.ends_with('\n') {
         let message = "the file does not end with a newline: half-written? (write a temp file, then rename it over)";
         return Err(Error::Topology { path: display, message: message.into() });
     }
@@ -482,6 +485,11 @@ mod tests {
         d.reload().unwrap();
         assert!(d.config_problem().is_none());
         assert_eq!(d.nodes().unwrap().nodes().len(), 0, "an explicit empty list is the operator's word");
+        std::fs::write(&path, r#"{"nodes": [{"id": "j"}]}"#).unwrap();
+        d.reload().unwrap();
+        assert!(d.nodes().unwrap().by_id("j").is_some(), "JSON needs no final newline");
+        std::fs::write(&path, r#"{"nodes": [{"id": "j"}"#).unwrap();
+        assert!(d.reload().is_err(), "truncated JSON does not parse");
         assert!(MockDriver::load(&dir.path().join("missing.yaml")).is_err());
         std::fs::write(&path, "").unwrap();
         assert!(MockDriver::load(&path).is_err(), "an empty file is refused at startup too");

@@ -259,19 +259,32 @@ async fn fill_volume(client: &Client, ns: &str, volume: &Value, dir: &Path, uid:
     } else if let Some(sec) = volume.get("secret") {
         let sec_name = sec["secretName"].as_str().context("secret.secretName")?.to_string();
         let api = Api::<Secret>::namespaced(client.clone(), ns);
+        let wanted = items(sec);
+        if sec["optional"].as_bool() == Some(true) {
+            // The kubelet starts the pod with the volume empty and fills it once the Secret
+            // exists (on a later sync); stork's own Secret is written by stork, after it starts.
+            if let Some(obj) = api.get_opt(&sec_name).await? {
+                write_secret(&obj, &wanted, dir)?;
+            } else {
+                let dir = dir.to_path_buf();
+                tokio::spawn(async move {
+                    for _ in 0..900 {
+                        tokio::time::sleep(Duration::from_secs(2)).await; // the kubelet's sync, shortened
+                        if let Ok(Some(obj)) = api.get_opt(&sec_name).await {
+                            let _ = write_secret(&obj, &wanted, &dir);
+                            return;
+                        }
+                    }
+                });
+            }
+            return Ok(text_files);
+        }
         // The kubelet holds the pod in ContainerCreating until the Secret exists.
         let obj = wait_for(&format!("Secret {sec_name} for volume {name}"), Duration::from_secs(90), || async {
             api.get(&sec_name).await
         })
         .await;
-        let data = obj.data.unwrap_or_default();
-        let wanted = items(sec);
-        let pairs: Vec<(String, String)> =
-            if wanted.is_empty() { data.keys().map(|k| (k.clone(), k.clone())).collect() } else { wanted };
-        for (key, path) in pairs {
-            let bytes = data.get(&key).with_context(|| format!("Secret {sec_name} has no key {key}"))?;
-            std::fs::write(dir.join(path), &bytes.0)?;
-        }
+        write_secret(&obj, &wanted, dir)?;
     } else if volume.get("emptyDir").is_some() {
         if let Some(uid) = uid {
             std::os::unix::fs::chown(dir, Some(uid), None)?;
@@ -281,6 +294,19 @@ async fn fill_volume(client: &Client, ns: &str, volume: &Value, dir: &Path, uid:
         bail!("volume {name}: only configMap, secret and emptyDir volumes are emulated");
     }
     Ok(text_files)
+}
+
+/// Writes a Secret's keys (`wanted` as (key, path); empty: every key) into `dir`.
+fn write_secret(obj: &Secret, wanted: &[(String, String)], dir: &Path) -> Result<()> {
+    let name = obj.metadata.name.as_deref().unwrap_or_default();
+    let data = obj.data.clone().unwrap_or_default();
+    let pairs: Vec<(String, String)> =
+        if wanted.is_empty() { data.keys().map(|k| (k.clone(), k.clone())).collect() } else { wanted.to_vec() };
+    for (key, path) in pairs {
+        let bytes = data.get(&key).with_context(|| format!("Secret {name} has no key {key}"))?;
+        std::fs::write(dir.join(path), &bytes.0)?;
+    }
+    Ok(())
 }
 
 /// A kubeconfig holding a token of `ns/sa` from the TokenRequest API (what the kubelet mounts).

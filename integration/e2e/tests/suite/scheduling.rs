@@ -10,7 +10,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::Event;
 use kube::{Api, api::ListParams};
 use stork_e2e::{
-    delete_nodes, kwok_nodes, namespace,
+    delete_nodes,
+    https::{ClientCert, post},
+    kwok_nodes, namespace,
     objects::{bound_claim, pod, scheduled_node, storage_class},
     shared, wait_for,
 };
@@ -118,4 +120,45 @@ async fn with_stork_down_pods_still_schedule_and_locality_returns_with_stork() {
     cluster.start_stork().expect("stork restarts");
     let pods = pod(&client, &ns, "after-return", &["data-3"]).await;
     assert_eq!(scheduled_node(&pods, "after-return").await, "down-n3");
+}
+
+#[tokio::test]
+async fn the_extender_refuses_a_caller_without_the_schedulers_client_certificate_and_records_nothing() {
+    let (cluster, client) = shared().await;
+    let ns = namespace(&client, "mtls").await.unwrap();
+    let dir = &cluster.info.dir;
+    let ca = dir.join("ca.crt");
+    // A pod naming a claim that does not exist: a filter call that gets as far as deciding
+    // records a FailedScheduling event on it.
+    let args = |name: &str| {
+        serde_json::to_vec(&serde_json::json!({
+            "Pod": {
+                "metadata": {"name": name, "namespace": ns, "uid": format!("uid-{name}")},
+                "spec": {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": "missing"}}]}
+            },
+            "NodeNames": ["mtls-n1"]
+        }))
+        .unwrap()
+    };
+    let dns = stork_e2e::STORK_SERVICE_DNS;
+    for path in ["/filter", "/prioritize"] {
+        let (status, body) = post(cluster.info.stork_port, &ca, dns, None, path, &args("intruder")).await.unwrap();
+        assert_eq!(status, 401, "{path} without a client certificate: {body}");
+    }
+    let (status, body) = post(cluster.info.stork_port, &ca, dns, None, "/mutate", b"{}").await.unwrap();
+    assert_eq!(status, 200, "the webhook stays open to callers without a certificate: {body}");
+    let cert = ClientCert { cert: &dir.join("stork-scheduler.crt"), key: &dir.join("stork-scheduler.key") };
+    let (status, body) =
+        post(cluster.info.stork_port, &ca, dns, Some(cert), "/filter", &args("visitor")).await.unwrap();
+    assert_eq!(status, 200, "with the scheduler's certificate: {body}");
+
+    // The certified call's event arrives; the refused calls' never did.
+    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+    let seen = wait_for("the certified call's FailedScheduling event", WAIT, || async {
+        let list = events.list(&ListParams::default()).await.map_err(|e| vec![e.to_string()])?;
+        let about: Vec<String> = list.items.into_iter().filter_map(|e| e.involved_object.name).collect();
+        if about.iter().any(|n| n == "visitor") { Ok(about) } else { Err(about) }
+    })
+    .await;
+    assert!(!seen.iter().any(|n| n == "intruder"), "a refused call wrote an event: {seen:?}");
 }
