@@ -32,7 +32,11 @@ fn seed_state() -> ExtenderState {
 }
 
 async fn post(path: &str, body: impl Into<web::Bytes>) -> (StatusCode, web::Bytes) {
-    let app = test::init_service(App::new().configure(stork::extender::http::configure(seed_state()))).await;
+    post_to(seed_state(), path, body).await
+}
+
+async fn post_to(state: ExtenderState, path: &str, body: impl Into<web::Bytes>) -> (StatusCode, web::Bytes) {
+    let app = test::init_service(App::new().configure(stork::extender::http::configure(state))).await;
     let req = test::TestRequest::post()
         .uri(path)
         .insert_header(("content-type", "application/json"))
@@ -187,4 +191,61 @@ async fn readiness_is_503_until_the_cluster_caches_sync_and_metrics_name_the_sto
     ] {
         assert!(text.contains(name), "{name} missing from /metrics:\n{text}");
     }
+}
+
+/// Args for a pod naming claim `claim` (which the seed objects do not have), with `nodes` names.
+fn missing_claim_args(claim: &str, nodes: usize) -> Vec<u8> {
+    let names: Vec<String> = (0..nodes).map(|i| format!("node-{i}")).collect();
+    serde_json::to_vec(&serde_json::json!({
+        "Pod": {"metadata": {"name": "p", "namespace": "default"},
+                "spec": {"volumes": [{"name": "v", "persistentVolumeClaim": {"claimName": claim}}]}},
+        "NodeNames": names,
+    }))
+    .unwrap()
+}
+
+#[actix_web::test]
+async fn an_answer_is_bounded_by_its_request_however_long_the_claim_name_it_quotes() {
+    // Each node's reason quotes the claim: a 100 KiB name once per node made a 105 KiB request
+    // answer 100 MB before reasons were clipped.
+    let body = missing_claim_args(&"c".repeat(100 * 1024), 1_000);
+    for path in ["/filter", "/prioritize"] {
+        let (status, answer) = post(path, body.clone()).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        let bound = 2 * body.len() + 256 * 1_000;
+        assert!(answer.len() <= bound, "{path}: {} bytes answer a {} byte request", answer.len(), body.len());
+    }
+    let (_, answer) = post("/filter", body).await;
+    let reason = json(&answer)["FailedAndUnresolvableNodes"]["node-7"].as_str().unwrap().to_string();
+    assert!(reason.len() <= 200 && reason.starts_with("pvc default/ccc") && reason.ends_with('…'), "{reason}");
+}
+
+#[actix_web::test]
+async fn null_node_items_are_an_empty_node_list() {
+    let body = r#"{"Pod": {"metadata": {"name": "p"}}, "Nodes": {"items": null}}"#;
+    let (status, answer) = post("/filter", body).await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&answer));
+    assert_eq!(json(&answer)["Nodes"]["items"], serde_json::json!([]));
+}
+
+#[actix_web::test]
+async fn a_request_naming_more_nodes_than_the_limit_is_refused_while_decoding() {
+    let mut state = seed_state();
+    state.limits.max_nodes = 10;
+    let (status, answer) = post_to(state, "/filter", missing_claim_args("x", 11)).await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(String::from_utf8_lossy(&answer).contains("--extender-max-nodes"));
+}
+
+#[actix_web::test]
+async fn a_call_past_its_deadline_gets_the_protocols_error_from_filter_and_503_from_prioritize() {
+    let mut state = seed_state();
+    state.limits.timeout = std::time::Duration::ZERO;
+    let (status, answer) = post_to(state.clone(), "/filter", FILTER_NAMES).await;
+    assert_eq!(status, StatusCode::OK);
+    let v = json(&answer);
+    assert!(v["Error"].as_str().unwrap().contains("deadline"), "{v}");
+    assert_eq!(v["NodeNames"], Value::Null);
+    let (status, _) = post_to(state, "/prioritize", PRIORITIZE_NAMES).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
 }

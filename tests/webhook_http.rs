@@ -149,3 +149,32 @@ async fn validate_allows_pods_and_ordinary_pvcs() {
     let r = post("/validate", fixture("pod-with-driver-pvc.json")).await;
     assert_eq!(r["allowed"], true);
 }
+
+/// The whole answer (envelope included) to `body` on `/mutate`.
+async fn mutate_envelope(body: &str) -> Value {
+    let app = test::init_service(App::new().configure(configure(state()))).await;
+    let req = test::TestRequest::post().uri("/mutate").set_payload(body.to_string()).to_request();
+    let resp = test::call_service(&app, req).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    serde_json::from_slice(&resp.into_body().try_into_bytes().unwrap()).expect("JSON review")
+}
+
+#[actix_web::test]
+async fn a_v1beta1_review_is_answered_in_v1beta1() {
+    let body = fixture("pod-with-driver-pvc.json").replace("admission.k8s.io/v1", "admission.k8s.io/v1beta1");
+    let v = mutate_envelope(&body).await;
+    assert_eq!(v["apiVersion"], "admission.k8s.io/v1beta1");
+    assert_eq!(v["response"]["uid"], "uid-driver");
+    assert!(patch_of(&v["response"]).is_some(), "decided as in v1: {v}");
+}
+
+#[actix_web::test]
+async fn a_review_that_does_not_decode_still_echoes_its_uid_when_it_can_be_read() {
+    let malformed = r#"{"apiVersion":"admission.k8s.io/v1","request":{"uid":"u-7","kind":"Pod","object":3}}"#;
+    let v = mutate_envelope(malformed).await;
+    assert_eq!((v["response"]["uid"].as_str(), v["response"]["allowed"].as_bool()), (Some("u-7"), Some(true)));
+    let truncated = &fixture("pod-with-driver-pvc.json")[..120];
+    assert!(truncated.contains("uid-driver"), "the fixture's uid comes first: {truncated}");
+    let v = mutate_envelope(truncated).await;
+    assert_eq!(v["response"]["uid"], "uid-driver");
+}

@@ -93,6 +93,10 @@ async fn serve(
         let span = Span::current();
         let work = tokio::task::spawn_blocking(move || {
             let _turn = turn;
+            // Queued past its deadline: the scheduler has given up on this call already.
+            if deadline.passed() {
+                return Err(Error::Expired { verb });
+            }
             span.in_scope(|| decide(&st, &body, deadline))
         });
         match work.instrument(Span::current()).await {
