@@ -23,7 +23,10 @@ use crate::{
     monitor,
     server::{self, ConnLimits, Health, Listen, Servers},
     snapshot,
-    tls::{self, client_auth::ClientAuth},
+    tls::{
+        self,
+        client_auth::{self, ClientAuth},
+    },
     webhook::{WebhookConfig, WebhookState},
 };
 
@@ -174,14 +177,26 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     }
 
-    let client_auth = extender_client_ca.as_deref().map(ClientAuth::from_file);
-    if let Some(auth) = &client_auth {
-        tasks.spawn(auth.clone().watch(cancel.clone()));
-    }
+    let client_auth = match extender_client_ca {
+        Some(path) if path.as_os_str() == client_auth::SELF_SIGNED => {
+            if self_signed.is_none() {
+                bail!(
+                    "--extender-client-ca=self-signed trusts the CA of --self-signed mode; add --self-signed or name a CA file"
+                );
+            }
+            Some(ClientAuth::self_signed())
+        }
+        Some(path) => {
+            let auth = ClientAuth::from_file(&path);
+            tasks.spawn(auth.clone().watch(cancel.clone()));
+            Some(auth)
+        }
+        None => None,
+    };
     let https = match (self_signed, tls_cert, tls_key) {
         (Some(settings), _, _) => {
             let client = client.context("--self-signed needs a kube client")?;
-            let (resolver, rotation) = tls::self_signed::start(client, settings).await?;
+            let (resolver, rotation) = tls::self_signed::start(client, settings, client_auth.clone()).await?;
             tasks.spawn(rotation.run(cancel.clone()));
             Some((listen, tls::server_config(resolver, client_auth.as_ref())))
         }

@@ -90,7 +90,9 @@ pub struct ServeArgs {
     pub extender_listen: Option<SocketAddr>,
     /// CA bundle (PEM) whose client certificates may call /filter and /prioritize on the HTTPS
     /// listener; others get 401 (the webhook paths stay open to the API server). Re-read when
-    /// the file changes; a missing or empty file trusts no client until it is filled.
+    /// the file changes; a missing or empty file trusts no client until it is filled. With
+    /// --self-signed, `self-signed` trusts stork's own CA, which also issues the stork
+    /// scheduler's client certificate (client.crt/client.key in --tls-secret).
     #[arg(long, env = "STORK_EXTENDER_CLIENT_CA")]
     pub extender_client_ca: Option<PathBuf>,
     /// Plain-HTTP listener for /healthz /readyz /metrics.

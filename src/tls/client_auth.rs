@@ -4,9 +4,10 @@
 //! no certificate the CA signed. rustls verified the chain during the handshake, so a
 //! connection either carries a verified certificate or none.
 //!
-//! The CA file is re-read when it changes. A missing, empty or unparsable file trusts no client
-//! (extender calls get 401) until a good one appears: a Secret mounted `optional` fills in
-//! after the pod started.
+//! The CA comes from a file, re-read when it changes (a missing, empty or unparsable file trusts
+//! no client until a good one appears), or, with `--extender-client-ca self-signed`, from the CA
+//! stork keeps in its own Secret: trusted from the first request, and followed through every
+//! rotation without waiting for a kubelet to refresh a mounted file.
 
 use std::{
     fmt,
@@ -34,19 +35,36 @@ use super::provider;
 #[derive(Debug, Clone, Copy)]
 struct VerifiedClient;
 
+/// The `--extender-client-ca` value naming the self-signed mode's own CA instead of a file.
+pub const SELF_SIGNED: &str = "self-signed";
+
 /// The extender's client-certificate policy, shared by the TLS config and the handlers.
 #[derive(Clone)]
 pub struct ClientAuth {
-    path: PathBuf,
+    /// The CA file; `None` when the self-signed mode sets the CA ([`Self::set_ca_pem`]).
+    path: Option<PathBuf>,
     verifier: Arc<ReloadingClientVerifier>,
 }
 
 impl ClientAuth {
     /// Loads the CA bundle at `path`; a file that cannot be used yet is logged, not fatal.
     pub fn from_file(path: &Path) -> Self {
-        let auth = Self { path: path.to_path_buf(), verifier: Arc::new(ReloadingClientVerifier::default()) };
+        let auth = Self { path: Some(path.to_path_buf()), verifier: Arc::new(ReloadingClientVerifier::default()) };
         auth.reload();
         auth
+    }
+
+    /// Trusts the CA the self-signed mode manages, set by it through [`Self::set_ca_pem`].
+    pub fn self_signed() -> Self {
+        Self { path: None, verifier: Arc::new(ReloadingClientVerifier::default()) }
+    }
+
+    /// Trusts the CAs of `pem` from now on (the self-signed mode's bundle, after each rotation).
+    pub fn set_ca_pem(&self, pem: &[u8]) {
+        match verifier_of(pem) {
+            Ok(v) => self.verifier.current.store(Some(Arc::new(v))),
+            Err(why) => tracing::warn!(%why, "keeping the previous extender client CA"),
+        }
     }
 
     /// The verifier to build the HTTPS listener's rustls config with.
@@ -56,25 +74,27 @@ impl ClientAuth {
 
     /// Re-reads the CA file; keeps trusting the previous CA when the new file is unusable.
     pub fn reload(&self) {
-        match load_verifier(&self.path) {
+        let Some(path) = &self.path else { return };
+        let loaded = std::fs::read(path).map_err(|e| format!("cannot read: {e}")).and_then(|pem| verifier_of(&pem));
+        match loaded {
             Ok(v) => {
                 self.verifier.current.store(Some(Arc::new(v)));
-                tracing::info!(path = %self.path.display(), "extender client CA loaded");
+                tracing::info!(path = %path.display(), "extender client CA loaded");
             }
             Err(why) if self.verifier.current.load().is_some() => {
-                tracing::warn!(path = %self.path.display(), %why, "keeping the previous extender client CA");
+                tracing::warn!(path = %path.display(), %why, "keeping the previous extender client CA");
             }
             Err(why) => {
-                tracing::warn!(path = %self.path.display(), %why, "no extender client CA yet: extender calls are refused");
+                tracing::warn!(path = %path.display(), %why, "no extender client CA yet: extender calls are refused");
             }
         }
     }
 
-    /// Re-reads the CA file when it changes, until `cancel`.
+    /// Re-reads the CA file when it changes, until `cancel` (nothing to watch in self-signed mode).
     pub async fn watch(self, cancel: CancellationToken) {
-        let Ok(mut watch) = crate::watch::FileWatch::new(std::slice::from_ref(&self.path), Duration::from_secs(10))
-        else {
-            tracing::warn!(path = %self.path.display(), "cannot watch the extender client CA; changes need a restart");
+        let Some(path) = self.path.clone() else { return };
+        let Ok(mut watch) = crate::watch::FileWatch::new(std::slice::from_ref(&path), Duration::from_secs(10)) else {
+            tracing::warn!(path = %path.display(), "cannot watch the extender client CA; changes need a restart");
             return;
         };
         loop {
@@ -102,15 +122,14 @@ impl ClientAuth {
     }
 }
 
-fn load_verifier(path: &Path) -> Result<Arc<dyn ClientCertVerifier>, String> {
-    let pem = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+fn verifier_of(pem: &[u8]) -> Result<Arc<dyn ClientCertVerifier>, String> {
     let mut roots = RootCertStore::empty();
-    for cert in CertificateDer::pem_slice_iter(&pem) {
+    for cert in CertificateDer::pem_slice_iter(pem) {
         let cert = cert.map_err(|e| format!("bad PEM: {e}"))?;
         roots.add(cert).map_err(|e| format!("bad CA certificate: {e}"))?;
     }
     if roots.is_empty() {
-        return Err("no CA certificate in the file".into());
+        return Err("no CA certificate in it".into());
     }
     WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
         .allow_unauthenticated()

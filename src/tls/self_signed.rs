@@ -29,7 +29,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::{
-    ReloadingCertResolver, ca_bundle, describe,
+    ReloadingCertResolver, ca_bundle,
+    client_auth::ClientAuth,
+    describe,
     renewal::{self, Material, Plan, Policy, Reason},
 };
 
@@ -113,11 +115,17 @@ pub struct Rotation {
     resolver: Arc<ReloadingCertResolver>,
     /// Whether each configuration was missing at the last check, so that is logged once, not every minute.
     missing: [bool; 2],
+    /// Trusts the Secret's CA bundle for extender clients (`--extender-client-ca self-signed`).
+    client_auth: Option<ClientAuth>,
 }
 
 /// Create or read (and if due, renew) the Secret, and return a resolver serving its certificate
 /// plus the [`Rotation`] to run in the background. Fails if the apiserver cannot be reached.
-pub async fn start(client: Client, settings: Settings) -> Result<(Arc<ReloadingCertResolver>, Rotation), Error> {
+pub async fn start(
+    client: Client,
+    settings: Settings,
+    client_auth: Option<ClientAuth>,
+) -> Result<(Arc<ReloadingCertResolver>, Rotation), Error> {
     let policy = settings.policy()?;
     let secrets = Api::namespaced(client.clone(), &settings.namespace);
     let material = ensure(&secrets, &settings, &policy).await?;
@@ -134,8 +142,12 @@ pub async fn start(client: Client, settings: Settings) -> Result<(Arc<ReloadingC
         validating: Api::all(client),
         resolver: resolver.clone(),
         missing: [false; 2],
+        client_auth,
     };
     rotation.publish_bundle(&material.ca_bundle).await;
+    if let Some(auth) = &rotation.client_auth {
+        auth.set_ca_pem(material.ca_bundle.as_bytes());
+    }
     info!(dns = rotation.policy.service_dns(), serial = ?rotation.resolver.current_serial(), "serving a self-signed certificate");
     Ok((resolver, rotation))
 }
@@ -191,6 +203,11 @@ impl Rotation {
     /// Publish the bundle first, then serve: a caller must trust a certificate before it sees it.
     async fn adopt(&mut self, material: &Material) {
         self.publish_bundle(&material.ca_bundle).await;
+        // The whole bundle: a scheduler still holding a client certificate of the previous CA
+        // stays trusted until its successor reaches it.
+        if let Some(auth) = &self.client_auth {
+            auth.set_ca_pem(material.ca_bundle.as_bytes());
+        }
         match self.resolver.set_pem(&material.cert, &material.key) {
             Ok(true) => match describe(&self.resolver.current.load()) {
                 Some((serial, not_after)) => info!(%serial, %not_after, "serving a renewed certificate"),

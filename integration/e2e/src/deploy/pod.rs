@@ -260,25 +260,6 @@ async fn fill_volume(client: &Client, ns: &str, volume: &Value, dir: &Path, uid:
         let sec_name = sec["secretName"].as_str().context("secret.secretName")?.to_string();
         let api = Api::<Secret>::namespaced(client.clone(), ns);
         let wanted = items(sec);
-        if sec["optional"].as_bool() == Some(true) {
-            // The kubelet starts the pod with the volume empty and fills it once the Secret
-            // exists (on a later sync); stork's own Secret is written by stork, after it starts.
-            if let Some(obj) = api.get_opt(&sec_name).await? {
-                write_secret(&obj, &wanted, dir)?;
-            } else {
-                let dir = dir.to_path_buf();
-                tokio::spawn(async move {
-                    for _ in 0..900 {
-                        tokio::time::sleep(Duration::from_secs(2)).await; // the kubelet's sync, shortened
-                        if let Ok(Some(obj)) = api.get_opt(&sec_name).await {
-                            let _ = write_secret(&obj, &wanted, &dir);
-                            return;
-                        }
-                    }
-                });
-            }
-            return Ok(text_files);
-        }
         // The kubelet holds the pod in ContainerCreating until the Secret exists.
         let obj = wait_for(&format!("Secret {sec_name} for volume {name}"), Duration::from_secs(90), || async {
             api.get(&sec_name).await

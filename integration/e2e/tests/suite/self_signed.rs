@@ -235,7 +235,7 @@ async fn a_self_signed_stork_publishes_its_ca_and_renews_without_failing_a_reque
     assert_eq!(secret.type_.as_deref(), Some("kubernetes.io/tls"));
     let data = secret.data.unwrap();
     let keys: Vec<_> = data.keys().map(String::as_str).collect();
-    assert_eq!(keys, ["ca.crt", "ca.key", "tls.crt", "tls.key"]);
+    assert_eq!(keys, ["ca.crt", "ca.key", "client.crt", "client.key", "tls.crt", "tls.key"]);
     let ca = data["ca.crt"].0.clone();
     wait_for("caBundle on every webhook", WAIT, || async {
         let bundles = ca_bundles(&mutating, &validating, &config).await.map_err(|e| format!("{e:#}"))?;
