@@ -92,17 +92,23 @@ impl EventSink {
     /// Records an event on any object, e.g. `kube::Resource::object_ref` of a PVC (never blocks).
     /// `action` says what stork was doing (`Scheduling`, `Provisioning`, `Snapshotting`, …).
     pub fn send_about(&self, reference: ObjectReference, action: &'static str, event: PodEvent) {
+        let object =
+            format!("{}/{}", reference.namespace.as_deref().unwrap_or(""), reference.name.as_deref().unwrap_or(""));
         tracing::info!(
             kind = reference.kind.as_deref().unwrap_or(""),
-            object = %format!("{}/{}", reference.namespace.as_deref().unwrap_or(""), reference.name.as_deref().unwrap_or("")),
+            // Names come from requests: bounded and escaped.
+            object = %crate::text::Untrusted(&object),
             reason = event.reason,
-            message = %event.message,
+            message = %crate::text::Untrusted(&event.message),
             "event"
         );
+        // A flood of failing pods fills the queue; one line per dropped event would flood the log.
+        static QUEUE_FULL: crate::telemetry::LogLimiter = crate::telemetry::LogLimiter::new();
         if let Some(tx) = &self.tx
             && let Err(e) = tx.try_send((reference, action, event))
+            && let Some(suppressed) = QUEUE_FULL.admit()
         {
-            tracing::warn!(error = %e, "event queue full; dropping event");
+            tracing::warn!(error = %e, suppressed, "event queue full; dropping event");
         }
     }
 }
