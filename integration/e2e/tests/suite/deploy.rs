@@ -68,6 +68,19 @@ async fn the_mock_demo_installs_from_the_rendered_manifests_and_runs_as_its_serv
         assert!(replicas[&pv].contains(&node), "{pod_name} on {node}, not next to {pv}'s replicas {:?}", replicas[&pv]);
     }
 
+    // Only the stork scheduler's client certificate (issued into stork's Secret) may call the
+    // extender: the same call without one is refused, while the webhook stays open.
+    let secret = Api::<Secret>::namespaced(client.clone(), "kube-system").get("stork-webhook-tls").await.unwrap();
+    let ca = inst.cluster.info.dir.join("stork-webhook-tls.ca.crt");
+    std::fs::write(&ca, &secret.data.unwrap()["ca.crt"].0).unwrap();
+    let https = inst.pods[stork[0]].pod.port("https").expect("stork's https port");
+    let dns = stork_e2e::STORK_SERVICE_DNS;
+    let args = br#"{"Pod":{"metadata":{"name":"intruder","namespace":"stork-demo"}},"NodeNames":["kind-worker"]}"#;
+    let (status, body) = stork_e2e::https::post(https, &ca, dns, None, "/filter", args).await.unwrap();
+    assert_eq!(status, 401, "an extender call without the scheduler's certificate: {body}");
+    let (status, _) = stork_e2e::https::post(https, &ca, dns, None, "/mutate", b"{}").await.unwrap();
+    assert_eq!(status, 200, "the webhook path stays open");
+
     // Killing the leading stork (SIGTERM, as the kubelet stops a pod) moves leadership within 15 s.
     let leader_idx = stork.iter().copied().find(|&i| inst.pods[i].pod.name == leader).expect("leader is ours");
     let t0 = tokio::time::Instant::now();
