@@ -146,9 +146,10 @@ pub struct LimitArgs {
     /// Largest extender request body (`64Mi`, `512Ki` or bytes); larger is answered 413.
     #[arg(long, env = "STORK_EXTENDER_MAX_BODY", default_value = "64Mi", value_parser = parse_bytes)]
     pub extender_max_body: usize,
-    /// Extender body bytes held at once by all extender requests; a request that does not fit
-    /// waits up to 1s, then gets 503 with `Retry-After: 1`.
-    #[arg(long, env = "STORK_EXTENDER_BODY_BUDGET", default_value = "64Mi", value_parser = parse_bytes)]
+    /// Extender body bytes held at once by all extender requests (room for one body of the
+    /// largest size and ordinary calls beside it); a request that does not fit waits up to 1s,
+    /// then gets 503 with `Retry-After: 1`.
+    #[arg(long, env = "STORK_EXTENDER_BODY_BUDGET", default_value = "96Mi", value_parser = parse_bytes)]
     pub extender_body_budget: usize,
     /// Largest AdmissionReview body; a larger review is allowed unchanged, with a warning.
     #[arg(long, env = "STORK_WEBHOOK_MAX_BODY", default_value = "16Mi", value_parser = parse_bytes)]
@@ -183,7 +184,7 @@ impl Default for LimitArgs {
             extender_threads: None,
             extender_max_nodes: crate::extender::limits::DEFAULT_MAX_NODES,
             extender_max_body: 64 << 20,
-            extender_body_budget: 64 << 20,
+            extender_body_budget: 96 << 20,
             webhook_max_body: 16 << 20,
             webhook_body_budget: 32 << 20,
             body_timeout: Duration::from_secs(10),

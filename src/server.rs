@@ -208,6 +208,9 @@ pub fn start(
         // 40 ms on every extender call, measured in BENCHMARKS.md.
         .tcp_nodelay(true)
         .max_connections(per_worker)
+        // A burst of new connections (every API server replica's webhook client at once) waits
+        // in the kernel's queue instead of being refused; the kernel caps it at somaxconn.
+        .backlog(4096)
         // actix holds at most 256 TLS handshakes in progress per worker by default, and a client
         // that never sends its ClientHello holds one until the handshake timeout: 1,200 such
         // connections made every new webhook connection wait seconds. A pending handshake
@@ -231,6 +234,7 @@ pub fn start(
             .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
             .tcp_nodelay(true)
             .max_connections(per_worker)
+            .backlog(4096)
             .client_request_timeout(limits.head_timeout)
             .on_connect(on_connect(limits.max_requests_per_connection))
             .listen(lst)

@@ -16,8 +16,10 @@ use crate::body::BodyLimits;
 
 /// Default largest extender body: a full Node list of a 5,000-node cluster is ~20 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
-/// Default budget of extender body bytes held at once (all extender requests together).
-pub const DEFAULT_BODY_BUDGET_BYTES: usize = 64 * 1024 * 1024;
+/// Default budget of extender body bytes held at once (all extender requests together): room
+/// for one body of the largest size plus ordinary calls beside it, which would otherwise wait
+/// behind it.
+pub const DEFAULT_BODY_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 /// Default deadline of one call: under the 5 s `httpTimeout` of manifests/scheduler-config.yaml.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default ceiling on the nodes one request names (Kubernetes is tested to 5,000 nodes).

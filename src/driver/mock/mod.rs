@@ -266,6 +266,10 @@ impl MockDriver {
 
     /// Counts refused files into `counter` (`stork_driver_config_errors_total`).
     pub fn with_error_counter(mut self, counter: Family<FileLabels, Counter>) -> Self {
+        // Both series exist from the start at 0, so an alert on the rate (or on absence) works.
+        for file in ["topology", "state"] {
+            drop(counter.get_or_create(&FileLabels { file }));
+        }
         self.config_errors = Some(counter);
         self
     }
