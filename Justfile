@@ -133,6 +133,32 @@ release:
     (cd dist && sha256sum -- * > SHA256SUMS)
     ls -l dist
 
+# Prints a table of figures and writes target/abuse/results.json; flags go to stork-abuse
+# (`just abuse --only h2`, `--keep-going`; `--help` lists them).
+# Abuse suite: attack the release stork (STORK_BIN, else built here) on loopback, assert figures
+abuse *flags:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    target="${CARGO_TARGET_DIR:-target}"
+    [[ -n "${STORK_BIN:-}" ]] || cargo build --release --bin stork
+    # The client's own loops (mutating and encoding 100k bodies) optimized; its dependencies stay
+    # the debug build the other suites share.
+    cargo build -p stork-abuse --config 'profile.dev.package.stork-abuse.opt-level=2'
+    "$target/debug/stork-abuse" --stork "${STORK_BIN:-$target/release/stork}" {{flags}}
+
+# CI-sized abuse suite (under four minutes): the same attacks, smaller where size is a knob
+abuse-smoke: (abuse "--smoke")
+
+# Flags go to stork-fuzz (`just fuzz --target review --inputs 1000000`; `--help` lists them).
+# Failing inputs are saved in target/fuzz/crashes/, per-target figures in target/fuzz/summary.json.
+# Fuzz stork's decoders in-process: 10M mutated inputs on every core (release build)
+fuzz *flags:
+    cargo build --release -p stork-fuzz
+    "${CARGO_TARGET_DIR:-target}/release/stork-fuzz" {{flags}}
+
+# CI-sized fuzz pass: 200k inputs, the same targets and properties (seconds once built)
+fuzz-smoke: (fuzz "--inputs 200000")
+
 # Everything CI runs
 ci:
     .ci/run

@@ -28,8 +28,17 @@ pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
     Cow::Owned(format!("{}{MARK}", &text[..end]))
 }
 
-/// [`clip`] to [`MAX_REASON_BYTES`], in place.
+/// [`clip`] to [`MAX_REASON_BYTES`], with control characters escaped: reasons and warnings
+/// reach `kubectl describe` and a terminal's `Warning:` line, where an escape sequence from a
+/// claim name would be interpreted.
 pub fn clip_reason(text: String) -> String {
+    let text = if text.contains(char::is_control) {
+        let mut escaped = String::with_capacity(text.len() + 8);
+        let _ = write_escaped(&mut escaped, &text);
+        escaped
+    } else {
+        text
+    };
     match clip(&text, MAX_REASON_BYTES) {
         Cow::Borrowed(_) => text,
         Cow::Owned(cut) => cut,
@@ -82,6 +91,7 @@ mod tests {
         assert!(cut.len() <= 200, "{} bytes", cut.len());
         assert!(cut.ends_with('…'));
         assert_eq!(clip_reason("x".repeat(10_000)).len(), MAX_REASON_BYTES);
+        assert_eq!(clip_reason("pvc x\u{1b}[2J".into()), "pvc x\\u{1b}[2J");
     }
 
     #[test]

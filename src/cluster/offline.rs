@@ -275,14 +275,46 @@ impl Walk<'_> {
                 return Ok(());
             }
         };
+        // Every Kubernetes object has a name, and the caches key on it (kube's store panics
+        // without one): a nameless object is an error of the file, found by the fuzz harness.
+        if object.name().is_none_or(str::is_empty) {
+            return Err(format!("object {index} ({kind}): metadata.name is required"));
+        }
         (self.each)(object);
         Ok(())
+    }
+}
+
+impl Object {
+    fn name(&self) -> Option<&str> {
+        match self {
+            Self::StorageClass(o) => o.metadata.name.as_deref(),
+            Self::Pvc(o) => o.metadata.name.as_deref(),
+            Self::Pv(o) => o.metadata.name.as_deref(),
+            Self::Node(o) => o.metadata.name.as_deref(),
+            Self::Snapshot(o) => o.metadata.name.as_deref(),
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_nameless_object_is_an_error_of_the_file_not_a_panic() {
+        for yaml in [
+            "kind: Node\n",
+            "kind: StorageClass\n",
+            "kind: Node\nmetadata: {namespace: x}\n",
+            "kind: PersistentVolumeClaim\nmetadata: {name: ''}\n",
+        ] {
+            let err = Objects::from_yaml(yaml).err().unwrap_or_else(|| panic!("{yaml:?} was accepted"));
+            assert!(err.contains("metadata.name is required"), "{err}");
+        }
+        let snapshot = r#"{"apiVersion":"volumesnapshot.external-storage.k8s.io/v1","kind":"VolumeSnapshot","metadata":{},"spec":{}}"#;
+        assert!(Objects::from_yaml(snapshot).is_err());
+    }
 
     #[test]
     fn a_list_and_plain_documents_both_load_and_unknown_kinds_are_ignored() {

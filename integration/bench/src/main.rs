@@ -12,10 +12,8 @@ mod manual;
 mod misses;
 mod oha;
 mod plan;
-mod probe;
 mod render;
 mod results;
-mod stork;
 mod suite;
 
 use std::{
@@ -25,6 +23,8 @@ use std::{
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+
+use stork_bench::{probe, stork};
 
 use crate::{
     plan::Plan,

@@ -53,6 +53,15 @@ pub struct Memory {
     pub rss_kib: u64,
 }
 
+/// What a launch adds to the bench's own command line (other harnesses).
+#[derive(Debug, Clone, Default)]
+pub struct Extra {
+    /// Flags appended to `stork serve …`.
+    pub args: Vec<String>,
+    /// `RUST_LOG` for stork; `None` keeps stork's default level.
+    pub rust_log: Option<String>,
+}
+
 /// A running stork; killed on drop.
 pub struct Stork {
     child: Child,
@@ -70,8 +79,20 @@ pub struct Stork {
 impl Stork {
     /// Starts `stork serve --driver mock` on the given files; logs go to `dir/logs/stork.log`.
     pub fn start(stork: &Path, dir: &Path, objects: &Path, topology: &Path, certs: &Certs) -> anyhow::Result<Self> {
+        Self::start_with(stork, dir, objects, topology, certs, &Extra::default())
+    }
+
+    /// [`Stork::start`] with `extra` flags and log level.
+    pub fn start_with(
+        stork: &Path,
+        dir: &Path,
+        objects: &Path,
+        topology: &Path,
+        certs: &Certs,
+        extra: &Extra,
+    ) -> anyhow::Result<Self> {
         let [extender, https, admin] = free_ports()?;
-        let args: Vec<String> = vec![
+        let args: Vec<String> = [
             "serve".into(),
             "--driver".into(),
             "mock".into(),
@@ -89,15 +110,22 @@ impl Stork {
             certs.cert.display().to_string(),
             "--tls-key".into(),
             certs.key.display().to_string(),
-        ];
+        ]
+        .into_iter()
+        .chain(extra.args.iter().cloned())
+        .collect();
         // Not in `dir` itself: stork watches that directory (certificates, topology), and a log
         // line written there would wake its file watchers on every request, as no deployment does.
         let logs = dir.join("logs");
         std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
         let log = logs.join("stork.log");
         let log_file = std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
-        // stork's own default log level: the harness measures the binary as deployed.
+        // stork's own default log level unless asked: the harness measures the binary as deployed.
         let mut cmd = Command::new(stork);
+        match &extra.rust_log {
+            Some(level) => cmd.env("RUST_LOG", level),
+            None => cmd.env_remove("RUST_LOG"),
+        };
         // If the harness dies, stork must not outlive it holding ports and memory.
         // SAFETY: prctl is async-signal-safe and touches only the child being spawned.
         unsafe {
@@ -108,7 +136,6 @@ impl Stork {
         }
         let child = cmd
             .args(&args)
-            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
@@ -140,6 +167,16 @@ impl Stork {
     /// Waits until stork exits (for `stork-bench serve`, which runs until interrupted).
     pub fn wait(&mut self) -> std::io::Result<std::process::ExitStatus> {
         self.child.wait()
+    }
+
+    /// How stork exited, if it has.
+    pub fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+
+    /// stork's log (stdout and stderr).
+    pub fn log(&self) -> &Path {
+        &self.log
     }
 
     /// Process id.
