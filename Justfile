@@ -153,8 +153,18 @@ abuse-smoke: (abuse "--smoke")
 # Failing inputs are saved in target/fuzz/crashes/, per-target figures in target/fuzz/summary.json.
 # Fuzz stork's decoders in-process: 10M mutated inputs on every core (release build)
 fuzz *flags:
-    cargo build --release -p stork-fuzz
-    "${CARGO_TARGET_DIR:-target}/release/stork-fuzz" {{flags}}
+    #!/usr/bin/env bash
+    set -euo pipefail
+    target="${CARGO_TARGET_DIR:-target}"
+    if [[ "${STORK_FUZZ_PROFILE:-release}" == dist ]]; then
+        # CI: the settings of `just image`, so the optimized build of stork it made is reused.
+        RUSTFLAGS="-C target-feature=+crt-static" cargo build --locked --profile dist --target x86_64-unknown-linux-gnu -p stork-fuzz
+        bin="$target/x86_64-unknown-linux-gnu/dist/stork-fuzz"
+    else
+        cargo build --release -p stork-fuzz
+        bin="$target/release/stork-fuzz"
+    fi
+    "$bin" {{flags}}
 
 # CI-sized fuzz pass: 200k inputs, the same targets and properties (seconds once built)
 fuzz-smoke: (fuzz "--inputs 200000")
