@@ -11,6 +11,9 @@ use actix_web::{HttpRequest, http::header::CONTENT_LENGTH, web};
 use futures::StreamExt;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+/// Default time limit for a whole request body to arrive (`--body-timeout`), both surfaces.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Why a body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {

@@ -12,7 +12,7 @@ use std::{
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::body::BodyLimits;
+use crate::body::{BodyLimits, DEFAULT_BODY_TIMEOUT};
 
 /// Default largest extender body: a full Node list of a 5,000-node cluster is ~20 MB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
@@ -24,8 +24,6 @@ pub const DEFAULT_BODY_BUDGET_BYTES: usize = 96 * 1024 * 1024;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 /// Default ceiling on the nodes one request names (Kubernetes is tested to 5,000 nodes).
 pub const DEFAULT_MAX_NODES: usize = 50_000;
-/// Default time limit for a request body to arrive.
-pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The bounds of the extender endpoints.
 #[derive(Debug, Clone)]

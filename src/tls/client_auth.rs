@@ -150,12 +150,6 @@ impl fmt::Debug for ReloadingClientVerifier {
     }
 }
 
-impl ReloadingClientVerifier {
-    fn none() -> rustls::Error {
-        rustls::Error::General("no extender client CA is loaded".into())
-    }
-}
-
 impl ClientCertVerifier for ReloadingClientVerifier {
     fn offer_client_auth(&self) -> bool {
         true
@@ -177,7 +171,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         now: UnixTime,
     ) -> Result<ClientCertVerified, rustls::Error> {
         let current = self.current.load();
-        let v = current.as_ref().ok_or_else(Self::none)?;
+        let v = current.as_ref().ok_or_else(|| rustls::Error::General("no extender client CA is loaded".into()))?;
         v.verify_client_cert(end_entity, intermediates, now)
     }
 
@@ -187,8 +181,8 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let current = self.current.load();
-        current.as_ref().ok_or_else(Self::none)?.verify_tls12_signature(message, cert, dss)
+        // Signatures do not depend on the CA: rustls's own check with the provider's algorithms.
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -197,8 +191,7 @@ impl ClientCertVerifier for ReloadingClientVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        let current = self.current.load();
-        current.as_ref().ok_or_else(Self::none)?.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &provider().signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {

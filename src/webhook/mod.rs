@@ -44,7 +44,7 @@ impl Default for WebhookConfig {
             body: crate::body::BodyLimits::new(
                 DEFAULT_MAX_REVIEW_BYTES,
                 DEFAULT_REVIEW_BUDGET_BYTES,
-                crate::extender::limits::DEFAULT_BODY_TIMEOUT,
+                crate::body::DEFAULT_BODY_TIMEOUT,
             ),
         }
     }
