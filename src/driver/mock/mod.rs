@@ -10,9 +10,10 @@
 
 mod snapshots;
 mod state;
+mod topology;
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet},
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     sync::{Arc, Mutex, MutexGuard, PoisonError},
     time::Duration,
@@ -21,14 +22,18 @@ use std::{
 use arc_swap::ArcSwap;
 use k8s_openapi::api::core::v1::PersistentVolume;
 use prometheus_client::metrics::{counter::Counter, family::Family};
-use serde::Deserialize;
 use tokio_util::sync::CancellationToken;
 
 use self::state::{Records, RestoredVolume};
-use super::{Driver, DriverNode, Error, NodeInventory, NodeStatus, SnapshotDriver, Volume};
+use super::{Driver, DriverNode, Error, NodeInventory, SnapshotDriver, Volume};
 use crate::metrics::FileLabels;
 
-pub use self::{snapshots::REPLICAS_PARAMETER, state::state_path};
+use self::topology::read_topology;
+pub use self::{
+    snapshots::REPLICAS_PARAMETER,
+    state::state_path,
+    topology::{Topology, TopologyNode, TopologyVolume},
+};
 
 /// StorageClass provisioner (and CSI driver name) the mock driver owns.
 pub const PROVISIONER: &str = "mock.stork.libopenstorage.org";
@@ -37,93 +42,6 @@ pub const CSI_POD_PREFIX: &str = "px-csi-ext";
 /// How long an in-place restore runs before the volume takes the snapshot's content: long enough
 /// for an e2e test to see the claim's pods held Pending.
 pub const IN_PLACE_RESTORE_TIME: Duration = Duration::from_secs(3);
-
-/// The topology file, as pinned in DESIGN.md.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Topology {
-    /// Storage nodes.
-    #[serde(default)]
-    pub nodes: Vec<TopologyNode>,
-    /// Volumes.
-    #[serde(default)]
-    pub volumes: Vec<TopologyVolume>,
-}
-
-/// One node of the topology file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TopologyNode {
-    /// Storage id (required, unique).
-    pub id: String,
-    /// Kubernetes node name; default: id.
-    pub name: Option<String>,
-    /// Host name; default: name.
-    pub hostname: Option<String>,
-    /// IPs; default none.
-    #[serde(default)]
-    pub ips: Vec<String>,
-    /// Rack.
-    pub rack: Option<String>,
-    /// Zone.
-    pub zone: Option<String>,
-    /// Region.
-    pub region: Option<String>,
-    /// Driver status; default Online.
-    #[serde(default)]
-    pub status: NodeStatus,
-}
-
-/// One volume of the topology file.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct TopologyVolume {
-    /// Volume id = the PV name.
-    pub id: String,
-    /// Storage ids of replica nodes.
-    #[serde(default)]
-    pub replicas: Vec<String>,
-    /// Volume labels.
-    #[serde(default)]
-    pub labels: BTreeMap<String, String>,
-    /// Shared volume better served remotely.
-    #[serde(default)]
-    pub anti_hyperconvergence: bool,
-    /// Windows volume.
-    #[serde(default)]
-    pub windows: bool,
-}
-
-impl Topology {
-    /// Parses and validates topology YAML. A text with no document at all (empty, or comments
-    /// only) is refused: it is what a truncated or half-written file looks like, and taking it
-    /// as "no nodes" would fail every pod's storage at once. `nodes: []` says so explicitly.
-    pub fn from_yaml(text: &str) -> Result<Self, String> {
-        if text.lines().all(|l| l.trim().is_empty() || l.trim_start().starts_with('#')) {
-            return Err("the file holds no topology (empty or only comments); write `nodes: []` for none".into());
-        }
-        let topo: Topology = serde_saphyr::from_str(text).map_err(|e| e.to_string())?;
-        let mut ids = HashSet::new();
-        for (i, n) in topo.nodes.iter().enumerate() {
-            if n.id.is_empty() {
-                return Err(format!("nodes[{i}]: id is required"));
-            }
-            if !ids.insert(n.id.as_str()) {
-                return Err(format!("nodes[{i}]: duplicate id {:?}", n.id));
-            }
-        }
-        let mut vols = HashSet::new();
-        for (i, v) in topo.volumes.iter().enumerate() {
-            if v.id.is_empty() {
-                return Err(format!("volumes[{i}]: id is required"));
-            }
-            if !vols.insert(v.id.as_str()) {
-                return Err(format!("volumes[{i}]: duplicate id {:?}", v.id));
-            }
-        }
-        Ok(topo)
-    }
-}
 
 /// What readers see: the node inventory and every volume by id (topology volumes, with in-place
 /// restores applied, and volumes restored from snapshots). Rebuilt whole after each change.
@@ -390,20 +308,6 @@ impl MockDriver {
     }
 }
 
-fn read_topology(path: &Path) -> Result<Topology, Error> {
-    let display = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|source| Error::ReadTopology { path: display.clone(), source })?;
-    // Block-style YAML has no end marker: a write caught half way is still a valid document,
-    // but it usually stops mid-line, and a whole file ends with a newline. A flow-style (JSON)
-    // document ends with its closing bracket, and a truncated one does not parse.
-    let flow = text.trim_start().starts_with(['{', '[']);
-    if !flow && !text.is_empty() && !text.ends_with('\n') {
-        let message = "the file does not end with a newline: half-written? (write a temp file, then rename it over)";
-        return Err(Error::Topology { path: display, message: message.into() });
-    }
-    Topology::from_yaml(&text).map_err(|message| Error::Topology { path: display, message })
-}
-
 impl Driver for MockDriver {
     fn name(&self) -> &str {
         "mock"
@@ -438,6 +342,7 @@ impl Driver for MockDriver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::driver::NodeStatus;
 
     #[test]
     fn defaults_fill_name_hostname_and_status() {
