@@ -7,6 +7,7 @@
 pub mod decode;
 pub mod mutate_pod;
 pub mod review;
+pub mod salvage;
 pub mod validate_pvc;
 
 use std::sync::Arc;

@@ -10,8 +10,9 @@ use tracing::{Span, instrument};
 
 use super::{
     Error, WebhookState,
-    decode::{RequestIn, ReviewVersion, parse, parse_mutate, salvage},
+    decode::{RequestIn, ReviewVersion, parse, parse_mutate},
     mutate_pod::mutate_pod,
+    salvage::salvage,
     validate_pvc::{
         RestoreClaim, SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER, SnapshotFacts, Verdict, source_namespace,
         validate_restore_claim,
@@ -136,15 +137,12 @@ async fn read_review(
 /// A review that could not be decided: what is known of its uid and version, and why.
 type Failed = (String, ReviewVersion, Error);
 
-/// An error of a review whose body was read: the uid and version salvaged when the decode did
-/// not get as far as the uid.
+/// An error of a review whose body was read, with the version to answer in and the uid, salvaged
+/// from the body when the decode did not get as far as the uid (errors only: the body is read
+/// once more here, never on a decided review).
 fn salvaged(body: &[u8], (uid, e): (String, Error)) -> Failed {
-    if uid.is_empty() {
-        let (uid, version) = salvage(body);
-        (uid, version, e)
-    } else {
-        (uid, salvage(body).1, e)
-    }
+    let (found, version) = salvage(body);
+    (if uid.is_empty() { found } else { uid }, version, e)
 }
 
 /// [`review_mutate`], decided again while a claim of the pod is missing from the cache, up to

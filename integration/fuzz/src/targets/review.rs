@@ -20,8 +20,9 @@ use serde::Deserialize;
 use stork::{
     cluster::pod::PodFacts,
     webhook::{
-        decode::{RequestIn, ReviewVersion, parse, parse_mutate, salvage},
+        decode::{RequestIn, ReviewVersion, parse, parse_mutate},
         review::{review_mutate, review_validate},
+        salvage::salvage,
     },
 };
 
