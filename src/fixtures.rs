@@ -70,6 +70,8 @@ pub fn pod(name: &str) -> PodFacts {
 pub trait PodExt {
     /// Adds a PVC volume.
     fn with_pvc(self, claim: &str) -> Self;
+    /// Adds a generic ephemeral volume whose claim template names `class` (`None`: the default).
+    fn with_ephemeral(self, volume: &str, class: Option<&str>) -> Self;
     /// Adds an annotation.
     fn annotated(self, k: &str, v: &str) -> Self;
 }
@@ -77,6 +79,11 @@ pub trait PodExt {
 impl PodExt for PodFacts {
     fn with_pvc(mut self, claim: &str) -> Self {
         let v = json!({"name": format!("vol-{claim}"), "persistentVolumeClaim": {"claimName": claim}});
+        self.spec.volumes.push(serde_json::from_value(v).expect("volume fixture"));
+        self
+    }
+    fn with_ephemeral(mut self, volume: &str, class: Option<&str>) -> Self {
+        let v = json!({"name": volume, "ephemeral": {"volumeClaimTemplate": {"spec": {"storageClassName": class}}}});
         self.spec.volumes.push(serde_json::from_value(v).expect("volume fixture"));
         self
     }
@@ -130,6 +137,15 @@ impl World {
         let mut addrs = vec![json!({"type": "Hostname", "address": name})];
         addrs.extend(ips.iter().map(|ip| json!({"type": "InternalIP", "address": ip})));
         self.objects.nodes.push(obj::<Node>(json!({"metadata": {"name": name}, "status": {"addresses": addrs}})));
+        self
+    }
+
+    /// Marks `class` as the cluster's default StorageClass.
+    pub fn default_class(mut self, class: &str) -> Self {
+        let c = self.objects.storage_classes.iter_mut().find(|c| c.metadata.name.as_deref() == Some(class));
+        let c = c.expect("class");
+        let annotations = c.metadata.annotations.get_or_insert_with(BTreeMap::new);
+        annotations.insert("storageclass.kubernetes.io/is-default-class".into(), "true".into());
         self
     }
 

@@ -176,6 +176,31 @@ impl ClusterView {
         self.storage_classes.get(&ObjectRef::new(name))
     }
 
+    /// The class a claim without a class name gets: the one annotated as the cluster's default
+    /// (GA or beta annotation); the newest of several, as the apiserver's DefaultStorageClass
+    /// admission picks it.
+    pub fn default_storage_class(&self) -> Option<Arc<StorageClass>> {
+        const DEFAULT: [&str; 2] =
+            ["storageclass.kubernetes.io/is-default-class", "storageclass.beta.kubernetes.io/is-default-class"];
+        let is_default = |c: &StorageClass| {
+            c.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| DEFAULT.iter().any(|k| a.get(*k).is_some_and(|v| v == "true")))
+        };
+        let created = |c: &Arc<StorageClass>| c.metadata.creation_timestamp.clone().map(|t| t.0);
+        self.storage_classes.state().into_iter().filter(|c| is_default(c)).max_by_key(created)
+    }
+
+    /// The class a generic ephemeral volume's claim will have: the one its template names, else
+    /// the default class.
+    pub fn template_class(&self, name: Option<&str>) -> Option<Arc<StorageClass>> {
+        match name {
+            Some(name) => self.storage_class(name),
+            None => self.default_storage_class(),
+        }
+    }
+
     /// A Node by name.
     pub fn node(&self, name: &str) -> Option<Arc<Node>> {
         self.nodes.get(&ObjectRef::new(name))

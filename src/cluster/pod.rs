@@ -57,7 +57,46 @@ pub struct PodVolumeFacts {
     /// A PVC source.
     pub persistent_volume_claim: Option<ClaimSource>,
     /// A generic ephemeral volume: its PVC is named `<pod>-<volume>`.
-    pub ephemeral: Option<serde::de::IgnoredAny>,
+    pub ephemeral: Option<EphemeralSource>,
+}
+
+/// `ephemeral` volume source: the template the ephemeral volume controller makes the claim from.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct EphemeralSource {
+    /// The claim template (`null` decodes as empty).
+    #[serde(deserialize_with = "null_as_default")]
+    pub volume_claim_template: ClaimTemplate,
+}
+
+/// `volumeClaimTemplate` of an ephemeral volume: only its spec's class matters to stork.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default)]
+pub struct ClaimTemplate {
+    /// The claim spec (`null` decodes as empty).
+    #[serde(deserialize_with = "null_as_default")]
+    pub spec: ClaimTemplateSpec,
+}
+
+/// The part of an ephemeral claim template's spec stork reads.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+pub struct ClaimTemplateSpec {
+    /// The class the claim will have; none means the cluster's default class.
+    pub storage_class_name: Option<String>,
+}
+
+/// One claim a pod uses (see [`PodFacts::claims`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodClaim<'a> {
+    /// The pod volume it backs.
+    pub volume: &'a str,
+    /// The claim's name in the pod's namespace.
+    pub name: String,
+    /// For a generic ephemeral volume, the class its template names (`Some(None)`: the default
+    /// class). The claim may not exist yet: the ephemeral volume controller creates it after
+    /// the pod, so admission and scheduling decide from the template.
+    pub ephemeral_class: Option<Option<&'a str>>,
 }
 
 /// `persistentVolumeClaim` volume source.
@@ -77,16 +116,22 @@ where
 }
 
 impl PodFacts {
-    /// The PVC names this pod uses, in volume order, with the pod volume they back.
-    /// Generic ephemeral volumes count: their claim is `<pod name>-<volume name>`.
-    pub fn claims(&self) -> impl Iterator<Item = (&str, String)> + '_ {
+    /// The claims this pod uses, in volume order. Generic ephemeral volumes count: their claim
+    /// is `<pod name>-<volume name>` (a pod created with `generateName` has no name yet, so its
+    /// ephemeral claims are named with an empty pod name; only their template class is usable).
+    pub fn claims(&self) -> impl Iterator<Item = PodClaim<'_>> + '_ {
         self.spec.volumes.iter().filter_map(|v| {
+            let volume = v.name.as_str();
             if let Some(src) = &v.persistent_volume_claim {
-                Some((v.name.as_str(), src.claim_name.clone()))
-            } else if v.ephemeral.is_some() && !self.metadata.name.is_empty() {
-                Some((v.name.as_str(), format!("{}-{}", self.metadata.name, v.name)))
+                Some(PodClaim { volume, name: src.claim_name.clone(), ephemeral_class: None })
             } else {
-                None
+                let template = v.ephemeral.as_ref()?;
+                let class = template.volume_claim_template.spec.storage_class_name.as_deref();
+                Some(PodClaim {
+                    volume,
+                    name: format!("{}-{}", self.metadata.name, v.name),
+                    ephemeral_class: Some(class),
+                })
             }
         })
     }
@@ -114,7 +159,7 @@ mod tests {
                                    {"name":"cfg","configMap":{"name":"x"}}]}}"#,
         )
         .unwrap();
-        let claims: Vec<_> = pod.claims().map(|(_, c)| c).collect();
-        assert_eq!(claims, ["data-db-0", "db-0-scratch"]);
+        let claims: Vec<_> = pod.claims().map(|c| (c.name, c.ephemeral_class)).collect();
+        assert_eq!(claims, [("data-db-0".to_string(), None), ("db-0-scratch".to_string(), Some(None))]);
     }
 }

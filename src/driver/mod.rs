@@ -11,7 +11,10 @@ mod types;
 
 use std::{collections::BTreeMap, sync::Arc};
 
-use k8s_openapi::api::core::v1::{PersistentVolume, PersistentVolumeClaim};
+use k8s_openapi::api::{
+    core::v1::{PersistentVolume, PersistentVolumeClaim},
+    storage::v1::StorageClass,
+};
 
 pub use inventory::{NodeIdentity, NodeInventory};
 pub use snapshots::{DriverSnapshot, Progress, SnapshotDriver, SnapshotError, SnapshotState};
@@ -129,10 +132,7 @@ pub trait Driver: Send + Sync + 'static {
     /// snapshot (`stork-snapshot`) belongs to a driver that takes snapshots, as in Stork, so
     /// its pods are routed to stork before the claim is bound.
     fn owns_pvc(&self, pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
-        if let Some(class) = cluster.class_of(pvc)
-            && (self.owns_provisioner(&class.provisioner)
-                || (class.provisioner == crate::knobs::SNAPSHOT_PROVISIONER && self.snapshots().is_some()))
-        {
+        if cluster.class_of(pvc).is_some_and(|class| self.owns_class(&class)) {
             return true;
         }
         let annotated = pvc.metadata.annotations.as_ref().is_some_and(|a| {
@@ -142,6 +142,13 @@ pub trait Driver: Send + Sync + 'static {
                 .any(|p| self.owns_provisioner(p))
         });
         annotated || bound_pv(pvc, cluster).is_some_and(|pv| self.owns_pv(&pv))
+    }
+
+    /// Whether claims of this class are this driver's: its provisioner, or `stork-snapshot`
+    /// (restores from snapshots) when the driver takes snapshots.
+    fn owns_class(&self, class: &StorageClass) -> bool {
+        self.owns_provisioner(&class.provisioner)
+            || (class.provisioner == crate::knobs::SNAPSHOT_PROVISIONER && self.snapshots().is_some())
     }
 
     /// Whether a PV is this driver's (its CSI driver name).
@@ -157,7 +164,11 @@ fn bound_pv(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> Option<Arc<Pe
 
 /// Whether a PVC waits for its first consumer before binding.
 fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
-    cluster.class_of(pvc).is_some_and(|c| c.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer"))
+    cluster.class_of(pvc).is_some_and(|c| binds_on_first_consumer(&c))
+}
+
+fn binds_on_first_consumer(class: &StorageClass) -> bool {
+    class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
 }
 
 /// Resolves the driver volumes a pod uses, from cached objects and the driver's cache.
@@ -170,10 +181,21 @@ fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView
 pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -> Result<PodVolumes, VolumesError> {
     let ns = pod.metadata.namespace.as_str();
     let mut out = PodVolumes::default();
-    for (volume, claim_name) in pod.claims() {
-        let claim = format!("{ns}/{claim_name}");
-        let Some(pvc) = cluster.pvc(ns, &claim_name) else {
-            return Err(VolumesError::PvcNotFound { claim, volume: volume.to_string() });
+    for c in pod.claims() {
+        let claim = format!("{ns}/{}", c.name);
+        let Some(pvc) = cluster.pvc(ns, &c.name) else {
+            // A generic ephemeral volume's claim the controller has not made (or stork has not
+            // cached) yet: what it will be follows from the template's class.
+            match c.ephemeral_class.map(|class| cluster.template_class(class)) {
+                Some(Some(class)) if driver.owns_class(&class) && binds_on_first_consumer(&class) => {
+                    out.pending_wffc.push(claim);
+                    continue;
+                }
+                Some(Some(class)) if driver.owns_class(&class) => return Err(VolumesError::PvcPending { claim }),
+                // Another driver's class, or one stork does not know: no constraint from stork.
+                Some(_) => continue,
+                None => return Err(VolumesError::PvcNotFound { claim, volume: c.volume.to_string() }),
+            }
         };
         if !driver.owns_pvc(&pvc, cluster) {
             continue;

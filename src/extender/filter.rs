@@ -52,12 +52,16 @@ pub fn filter(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<FilterDecis
         return filter_csi_pod(input, nodes);
     }
     let ns = input.pod.metadata.namespace.as_str();
-    for (volume, claim) in input.pod.claims() {
-        match input.cluster.pvc(ns, &claim) {
+    for c in input.pod.claims() {
+        let claim = &c.name;
+        match input.cluster.pvc(ns, claim) {
+            // A generic ephemeral volume's claim may not exist yet: `pod_volumes` decides from its
+            // template's class.
+            None if c.ephemeral_class.is_some() => {}
             None => {
                 return Ok(FilterDecision::unresolvable(
                     n,
-                    format!("pvc {ns}/{claim} (pod volume {volume}) was not found"),
+                    format!("pvc {ns}/{claim} (pod volume {}) was not found", c.volume),
                 ));
             }
             Some(pvc) if driver::restore_in_progress(&pvc) => {

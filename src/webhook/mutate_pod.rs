@@ -46,21 +46,18 @@ pub fn mutate_pod(
         return MutateDecision::skip("already_stork");
     }
     let mut missing = Vec::new();
-    for (_, claim) in pod.claims() {
-        match cluster.pvc(namespace, &claim) {
-            Some(pvc) if driver.owns_pvc(&pvc, cluster) => {
-                let op = AddOperation {
-                    path: PointerBuf::from_tokens(["spec", "schedulerName"]),
-                    value: serde_json::Value::from(STORK_SCHEDULER),
-                };
-                return MutateDecision {
-                    patch: Some(Patch(vec![PatchOperation::Add(op)])),
-                    warnings: vec![],
-                    reason: "driver_volume",
-                };
+    for c in pod.claims() {
+        // A generic ephemeral volume's claim is made after the pod: decide from its template.
+        if let Some(class) = c.ephemeral_class {
+            if cluster.template_class(class).is_some_and(|sc| driver.owns_class(&sc)) {
+                return route("driver_ephemeral_volume");
             }
+            continue;
+        }
+        match cluster.pvc(namespace, &c.name) {
+            Some(pvc) if driver.owns_pvc(&pvc, cluster) => return route("driver_volume"),
             Some(_) => {}
-            None => missing.push(claim),
+            None => missing.push(c.name),
         }
     }
     if missing.is_empty() {
@@ -72,6 +69,15 @@ pub fn mutate_pod(
         pod.spec.scheduler_name
     );
     MutateDecision { patch: None, warnings: vec![warning], reason: "pvc_not_cached" }
+}
+
+/// Sends the pod to the `stork` scheduler.
+fn route(reason: &'static str) -> MutateDecision {
+    let op = AddOperation {
+        path: PointerBuf::from_tokens(["spec", "schedulerName"]),
+        value: serde_json::Value::from(STORK_SCHEDULER),
+    };
+    MutateDecision { patch: Some(Patch(vec![PatchOperation::Add(op)])), warnings: vec![], reason }
 }
 
 #[cfg(test)]
@@ -105,6 +111,30 @@ mod tests {
         let opted_out =
             pod("p").with_pvc("db").annotated("stork.libopenstorage.org/disable-admission-controller", "true");
         assert_eq!(decide(world(), &opted_out, "default").patch, None);
+    }
+
+    #[test]
+    fn a_pod_whose_ephemeral_volume_template_names_a_driver_class_is_routed_before_its_claim_exists() {
+        let d = decide(world(), &pod("p").with_ephemeral("scratch", Some("mock-wffc")), "default");
+        assert_eq!((d.reason, d.warnings.len()), ("driver_ephemeral_volume", 0));
+        assert!(d.patch.is_some());
+        // No class named: the cluster's default class decides.
+        let p = pod("p").with_ephemeral("scratch", None);
+        assert_eq!(decide(world().default_class("mock-sc"), &p, "default").reason, "driver_ephemeral_volume");
+        assert_eq!(decide(world().default_class("other-sc"), &p, "default").reason, "no_driver_volume");
+        assert_eq!(decide(world(), &p, "default").reason, "no_driver_volume", "no default class");
+        // A generateName pod has no name yet; its template still decides.
+        let mut unnamed = pod("").with_ephemeral("scratch", Some("mock-sc"));
+        unnamed.metadata.generate_name = "web-".into();
+        assert_eq!(decide(world(), &unnamed, "default").reason, "driver_ephemeral_volume");
+    }
+
+    #[test]
+    fn an_ephemeral_volume_of_another_or_unknown_class_neither_routes_nor_warns() {
+        for class in ["other-sc", "no-such-class"] {
+            let d = decide(world(), &pod("p").with_ephemeral("scratch", Some(class)), "default");
+            assert_eq!((d.reason, d.warnings.len()), ("no_driver_volume", 0), "{class}");
+        }
     }
 
     #[test]

@@ -88,6 +88,28 @@ fn a_pending_wait_for_first_consumer_claim_needs_a_healthy_driver_node_only() {
 }
 
 #[test]
+fn an_ephemeral_volume_whose_claim_is_not_made_yet_is_treated_as_its_template_class_says() {
+    // A WaitForFirstConsumer driver class: like a pending WFFC claim, any healthy driver node.
+    let out = run_filter(seed(), &pod("p").with_ephemeral("scratch", Some("mock-wffc")), &ALL);
+    assert_eq!(out.kept, ["n1", "n2", "n3"]);
+    // An Immediate driver class: the claim must be made and bound first.
+    let out = run_filter(seed(), &pod("p").with_ephemeral("scratch", Some("mock-sc")), &ALL);
+    assert!(out.kept.is_empty());
+    assert!(out.unresolvable["n1"].contains("pvc default/p-scratch"), "{:?}", out.unresolvable);
+    // Another driver's class, or one stork does not know: no constraint.
+    for class in ["other-sc", "unknown-sc"] {
+        assert_eq!(run_filter(seed(), &pod("p").with_ephemeral("scratch", Some(class)), &ALL).kept, ALL, "{class}");
+    }
+}
+
+#[test]
+fn an_ephemeral_volume_whose_claim_exists_is_decided_from_the_claim() {
+    let world = seed().volume("p-scratch", &["n3"]);
+    let p = pod("p").with_ephemeral("scratch", Some("mock-sc")).annotated(knobs::PREFER_LOCAL_NODE_ONLY, "true");
+    assert_eq!(run_filter(world, &p, &ALL).kept, ["n3"]);
+}
+
+#[test]
 fn offline_and_degraded_nodes_are_dropped_with_their_status_and_storage_down_is_kept() {
     let world = World::new()
         .driver_nodes([
