@@ -141,6 +141,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             (csi, None)
         }
     };
+    metrics.set_census(crate::driver::census(driver.clone()));
 
     if let Some(client) = &client {
         tasks.spawn(extender::placement::run(

@@ -1,13 +1,18 @@
 //! One prometheus-client registry; each surface owns a metrics struct registered into it.
 
-use std::{sync::Arc, time::Instant};
+use std::{
+    sync::{Arc, OnceLock},
+    time::Instant,
+};
 
 use prometheus_client::{
-    encoding::{EncodeLabelSet, text::encode},
+    collector::Collector,
+    encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
     metrics::{
+        MetricType,
         counter::Counter,
         family::Family,
-        gauge::Gauge,
+        gauge::{ConstGauge, Gauge},
         histogram::{Histogram, exponential_buckets},
     },
     registry::Registry,
@@ -26,6 +31,38 @@ pub struct Metrics {
     pub monitor: MonitorMetrics,
     /// Driver configuration files refused (`stork_driver_config_errors_total`, by file).
     pub driver_config_errors: Family<FileLabels, Counter>,
+    census: Arc<OnceLock<Census>>,
+}
+
+/// Counts the driver's nodes by status (`Online`, `Offline` …), read at scrape time.
+pub type Census = Box<dyn Fn() -> Vec<(&'static str, i64)> + Send + Sync>;
+
+/// `stork_driver_nodes{status}`: the driver's nodes as stork sees them right now, so an
+/// operator (or a test) can tell when stork has taken in a driver state change.
+struct DriverNodes(Arc<OnceLock<Census>>);
+
+impl std::fmt::Debug for DriverNodes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DriverNodes")
+    }
+}
+
+/// Label set naming a driver node status.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StatusLabels {
+    status: &'static str,
+}
+
+impl Collector for DriverNodes {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some(census) = self.0.get() else { return Ok(()) };
+        let help = "Storage driver nodes as stork currently sees them, by status";
+        let mut family = encoder.encode_descriptor("stork_driver_nodes", help, None, MetricType::Gauge)?;
+        for (status, count) in census() {
+            ConstGauge::new(count).encode(family.encode_family(&StatusLabels { status })?)?;
+        }
+        Ok(())
+    }
 }
 
 /// Label set naming a driver configuration file.
@@ -49,7 +86,14 @@ impl Metrics {
             "Driver configuration files refused (unreadable, empty, invalid or half-written); the last good content keeps serving",
             driver_config_errors.clone(),
         );
-        Arc::new(Self { registry, extender, placement, webhook, monitor, driver_config_errors })
+        let census = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(DriverNodes(census.clone())));
+        Arc::new(Self { registry, extender, placement, webhook, monitor, driver_config_errors, census })
+    }
+
+    /// Sets how `stork_driver_nodes` counts (once the driver exists; later calls are ignored).
+    pub fn set_census(&self, census: Census) {
+        let _ = self.census.set(census);
     }
 
     /// Text exposition format for `/metrics`.

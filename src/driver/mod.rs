@@ -225,6 +225,22 @@ pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -
     Ok(out)
 }
 
+/// Counts `driver`'s nodes by status for `stork_driver_nodes` (every status, zeros included;
+/// nothing while the driver cannot list its nodes).
+pub fn census(driver: Arc<dyn Driver>) -> crate::metrics::Census {
+    Box::new(move || {
+        let Ok(inventory) = driver.nodes() else { return Vec::new() };
+        let statuses = [NodeStatus::Online, NodeStatus::StorageDown, NodeStatus::Degraded, NodeStatus::Offline];
+        let mut counts = statuses.map(|s| (s, 0i64));
+        for node in inventory.nodes() {
+            if let Some(c) = counts.iter_mut().find(|(s, _)| *s == node.status) {
+                c.1 += 1;
+            }
+        }
+        counts.into_iter().map(|(s, n)| (s.as_str(), n)).collect()
+    })
+}
+
 /// Whether a claim is annotated as being restored in place (value exactly `"true"`).
 pub fn restore_in_progress(pvc: &PersistentVolumeClaim) -> bool {
     pvc.metadata

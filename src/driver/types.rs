@@ -35,14 +35,21 @@ impl NodeStatus {
     }
 }
 
-impl std::fmt::Display for NodeStatus {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
+impl NodeStatus {
+    /// The status's name as the topology file, logs and metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
             Self::Online => "Online",
             Self::Offline => "Offline",
             Self::StorageDown => "StorageDown",
             Self::Degraded => "Degraded",
-        })
+        }
+    }
+}
+
+impl std::fmt::Display for NodeStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

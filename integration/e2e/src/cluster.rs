@@ -168,6 +168,11 @@ impl Cluster {
         })
     }
 
+    /// The mock topology as last written.
+    pub fn topology(&self) -> Value {
+        self.topology.lock().expect("lock").clone()
+    }
+
     /// Edits the mock topology (`{"nodes": [...], "volumes": [...]}`) and writes it atomically.
     pub fn update_topology(&self, edit: impl FnOnce(&mut Value)) -> Result<()> {
         let mut topo = self.topology.lock().expect("lock");
@@ -347,6 +352,9 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
             format!("--secure-port={}", free_port()),
             format!("--cert-dir={}", p(&format!("{name}-certs"))),
         ]);
+        if name == "stork-scheduler" {
+            cmd.args(stork_scheduler_flags()?);
+        }
         if opts.scheduler_metrics_open {
             cmd.arg("--authorization-always-allow-paths=/healthz,/readyz,/livez,/metrics");
         }
@@ -435,6 +443,29 @@ fn stork_scheduler_config(kubeconfig: &Path, dir: &Path, stork_port: u16) -> Res
     tls["certFile"] = json!(dir.join("stork-scheduler.crt"));
     tls["keyFile"] = json!(dir.join("stork-scheduler.key"));
     Ok(cfg)
+}
+
+/// The flags `manifests/stork-scheduler.yaml` runs the `stork` kube-scheduler with, besides
+/// `--config` (the harness writes its own config from the same file).
+fn stork_scheduler_flags() -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(repo_root().join("manifests/stork-scheduler.yaml"))?;
+    let docs: Vec<Value> = serde_saphyr::from_multiple(&text).context("parse manifests/stork-scheduler.yaml")?;
+    let deployment =
+        docs.iter().find(|d| d["kind"] == "Deployment").context("no Deployment in stork-scheduler.yaml")?;
+    let containers = deployment["spec"]["template"]["spec"]["containers"].as_array();
+    let command = containers
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == "kube-scheduler")
+        .and_then(|c| c["command"].as_array())
+        .context("no kube-scheduler container command in stork-scheduler.yaml")?;
+    Ok(command
+        .iter()
+        .skip(1)
+        .filter_map(Value::as_str)
+        .filter(|a| !a.starts_with("--config"))
+        .map(String::from)
+        .collect())
 }
 
 /// Applies `manifests/webhooks.yaml` as a user would, with the harness CA as `caBundle` (the

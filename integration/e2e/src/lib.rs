@@ -7,7 +7,9 @@ mod cluster;
 pub mod deploy;
 pub mod https;
 pub mod objects;
+pub mod placement;
 mod procs;
+pub mod provisioner;
 pub mod replica;
 
 use std::{fmt::Debug, future::Future, path::Path, time::Duration};

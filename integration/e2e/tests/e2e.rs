@@ -11,6 +11,8 @@ mod deploy;
 mod manifests;
 #[path = "suite/monitor.rs"]
 mod monitor;
+#[path = "suite/placement_rules.rs"]
+mod placement_rules;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
 #[path = "suite/self_signed.rs"]

@@ -1,0 +1,509 @@
+//! Every placement rule through the real kube-scheduler: each test asserts where the scheduler
+//! put the pod (or why it stays Pending, from its events), not what the extender answered.
+//!
+//! Each test confines its pods to its own node group (see `stork_e2e::placement`). Tests share
+//! one cluster and run one at a time (`--test-threads=1`, see `just e2e`).
+
+use std::time::Duration;
+
+use k8s_openapi::api::{
+    apps::v1::StatefulSet,
+    core::v1::{Node, Pod},
+    storage::v1::VolumeAttachment,
+};
+use kube::{
+    Api, Client,
+    api::{ListParams, Patch, PatchParams},
+};
+use serde_json::{Value, json};
+use stork_e2e::{
+    Cluster,
+    objects::{PROVISIONER, bound_claim, create, scheduled_node, storage_class},
+    placement::{
+        GroupNode, GroupPod, annotate_node, cordon, failed_scheduling, filler, group_nodes, node_of, topology_served,
+    },
+    provisioner, shared, wait_for,
+};
+
+const WAIT: Duration = Duration::from_secs(90);
+/// How soon a pod must be placed once what kept it Pending is gone.
+const REQUEUE: Duration = Duration::from_secs(60);
+
+/// A driver node entry with its place in the failure domains.
+fn located(id: &str, ip: &str, rack: &str, zone: &str, region: &str) -> Value {
+    json!({"id": id, "ips": [ip], "status": "Online", "rack": rack, "zone": zone, "region": region})
+}
+
+/// Adds driver nodes and volumes to the mock topology; returns once stork serves them.
+async fn add_topology(cluster: &Cluster, nodes: Vec<Value>, volumes: Vec<Value>) {
+    cluster
+        .update_topology(|t| {
+            t["nodes"].as_array_mut().expect("nodes").extend(nodes);
+            t["volumes"].as_array_mut().expect("volumes").extend(volumes);
+        })
+        .expect("topology written");
+    topology_served(cluster).await;
+}
+
+/// Sets the driver status of `nodes`; returns once stork serves the change.
+async fn set_status(cluster: &Cluster, nodes: &[&str], status: &str) {
+    cluster
+        .update_topology(|t| {
+            for n in t["nodes"].as_array_mut().expect("nodes") {
+                if nodes.iter().any(|id| n["id"] == *id) {
+                    n["status"] = json!(status);
+                }
+            }
+        })
+        .expect("topology written");
+    topology_served(cluster).await;
+}
+
+fn online(names: &[&str], ip: u8) -> Vec<Value> {
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| stork_e2e::objects::driver_node(n, &format!("10.{ip}.0.{}", i + 1), "Online"))
+        .collect()
+}
+
+fn group(names: &[&str], ip: u8) -> Vec<GroupNode> {
+    names.iter().enumerate().map(|(i, n)| GroupNode::new(n, &format!("10.{ip}.0.{}", i + 1))).collect()
+}
+
+async fn setup(client: &Client, prefix: &str) -> String {
+    storage_class(client).await;
+    stork_e2e::namespace(client, prefix).await.expect("namespace")
+}
+
+#[tokio::test]
+async fn rack_then_zone_then_region_win_when_no_replica_node_has_room() {
+    let (cluster, client) = shared().await;
+    let g = "loc";
+    // One replica node; the others share its rack, its zone, its region, or nothing.
+    let layout = [
+        ("loc-replica", "r1", "z1", "east"),
+        ("loc-rack", "r1", "z1", "east"),
+        ("loc-zone", "r2", "z1", "east"),
+        ("loc-region", "r3", "z2", "east"),
+        ("loc-far", "r4", "z3", "west"),
+    ];
+    let mut nodes = Vec::new();
+    let mut entries = Vec::new();
+    for (i, (name, rack, zone, region)) in layout.iter().enumerate() {
+        let ip = format!("10.40.0.{}", i + 1);
+        entries.push(located(name, &ip, rack, zone, region));
+        nodes.push(
+            GroupNode::new(name, &ip)
+                .label("stork.libopenstorage.org/rack", rack)
+                .label("topology.kubernetes.io/zone", zone)
+                .label("topology.kubernetes.io/region", region),
+        );
+    }
+    let volumes = (1..=4).map(|i| json!({"id": format!("pv-loc-{i}"), "replicas": ["loc-replica"]})).collect();
+    add_topology(cluster, entries, volumes).await;
+    group_nodes(&client, g, &nodes).await;
+    let ns = setup(&client, g).await;
+    cordon(&client, "loc-replica", true).await;
+
+    // Each step cordons the node the previous pod took: the next best level must win.
+    for (i, expected) in ["loc-rack", "loc-zone", "loc-region", "loc-far"].into_iter().enumerate() {
+        let claim = format!("data-{}", i + 1);
+        bound_claim(&client, &ns, &claim, &format!("pv-loc-{}", i + 1)).await;
+        let name = format!("p{}", i + 1);
+        let pods = GroupPod::new(g, &name).claim(&claim).create(&client, &ns).await;
+        assert_eq!(scheduled_node(&pods, &name).await, expected, "{name}: replica node cordoned, best level left");
+        cordon(&client, expected, true).await;
+    }
+}
+
+#[tokio::test]
+async fn prefer_local_node_only_stays_pending_until_a_cordoned_replica_node_is_uncordoned() {
+    let (cluster, client) = shared().await;
+    let g = "plo";
+    let names = ["plo-n1", "plo-n2", "plo-n3"];
+    add_topology(cluster, online(&names, 41), vec![json!({"id": "pv-plo", "replicas": ["plo-n1", "plo-n2"]})]).await;
+    group_nodes(&client, g, &group(&names, 41)).await;
+    let ns = setup(&client, g).await;
+    bound_claim(&client, &ns, "data", "pv-plo").await;
+    cordon(&client, "plo-n1", true).await;
+    cordon(&client, "plo-n2", true).await;
+
+    let pods = GroupPod::new(g, "local")
+        .claim("data")
+        .annotate("stork.libopenstorage.org/preferLocalNodeOnly", "true")
+        .create(&client, &ns)
+        .await;
+    let why = failed_scheduling(&client, &ns, "local", "(preferLocalNodeOnly)", WAIT).await;
+    eprintln!("pending: {why}");
+    assert_eq!(node_of(&pods, "local").await, None);
+
+    cordon(&client, "plo-n2", false).await;
+    let node = wait_for("the pod placed on the uncordoned replica node", REQUEUE, || async {
+        node_of(&pods, "local").await.ok_or("still Pending")
+    })
+    .await;
+    assert_eq!(node, "plo-n2");
+}
+
+#[tokio::test]
+async fn prefer_local_node_only_stays_pending_until_the_driver_on_a_replica_node_is_back() {
+    let (cluster, client) = shared().await;
+    let g = "plb";
+    let names = ["plb-n1", "plb-n2", "plb-n3"];
+    add_topology(cluster, online(&names, 42), vec![json!({"id": "pv-plb", "replicas": ["plb-n1", "plb-n2"]})]).await;
+    group_nodes(&client, g, &group(&names, 42)).await;
+    let ns = setup(&client, g).await;
+    bound_claim(&client, &ns, "data", "pv-plb").await;
+    set_status(cluster, &["plb-n1", "plb-n2"], "Offline").await;
+
+    let pods = GroupPod::new(g, "local")
+        .claim("data")
+        .annotate("stork.libopenstorage.org/preferLocalNodeOnly", "true")
+        .create(&client, &ns)
+        .await;
+    let why = failed_scheduling(&client, &ns, "local", "no online node holds a replica of volume pv-plb", WAIT).await;
+    eprintln!("pending: {why}");
+
+    // No Kubernetes object changes when the driver comes back: the scheduler must retry on its own.
+    set_status(cluster, &["plb-n1"], "Online").await;
+    let node = wait_for("the pod placed once the driver is back on a replica node", REQUEUE, || async {
+        node_of(&pods, "local").await.ok_or("still Pending")
+    })
+    .await;
+    assert_eq!(node, "plb-n1");
+}
+
+#[tokio::test]
+async fn prefer_remote_node_only_keeps_pods_off_replica_nodes_and_prefer_remote_node_only_prefers_to() {
+    let (cluster, client) = shared().await;
+    let g = "anti";
+    let names = ["anti-n1", "anti-n2", "anti-n3"];
+    let anti = |id: &str, only: bool| {
+        let labels = if only { json!({"stork.libopenstorage.org/preferRemoteNodeOnly": "true"}) } else { json!({}) };
+        json!({"id": id, "replicas": ["anti-n1", "anti-n2"], "antiHyperconvergence": true, "labels": labels})
+    };
+    let volumes = vec![anti("pv-anti-only", true), anti("pv-anti-pref", false), anti("pv-anti-pref2", false)];
+    add_topology(cluster, online(&names, 43), volumes).await;
+    group_nodes(&client, g, &group(&names, 43)).await;
+    let ns = setup(&client, g).await;
+    for (claim, pv) in [("only", "pv-anti-only"), ("pref", "pv-anti-pref"), ("pref2", "pv-anti-pref2")] {
+        bound_claim(&client, &ns, claim, pv).await;
+    }
+
+    let pods = GroupPod::new(g, "remote-only").claim("only").create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "remote-only").await, "anti-n3", "the one node without a replica");
+    let pods = GroupPod::new(g, "remote-pref").claim("pref").create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "remote-pref").await, "anti-n3", "preferRemoteNode scores non-replica nodes up");
+
+    // Without a non-replica node: preferRemoteNodeOnly waits, preferRemoteNode settles for a replica node.
+    cordon(&client, "anti-n3", true).await;
+    GroupPod::new(g, "remote-only-2").claim("only").create(&client, &ns).await;
+    let why = failed_scheduling(&client, &ns, "remote-only-2", "(preferRemoteNodeOnly)", WAIT).await;
+    eprintln!("pending: {why}");
+    GroupPod::new(g, "remote-pref-2").claim("pref2").create(&client, &ns).await;
+    let node = scheduled_node(&pods, "remote-pref-2").await;
+    assert!(["anti-n1", "anti-n2"].contains(&node.as_str()), "remote-pref-2 on {node}");
+    assert_eq!(node_of(&pods, "remote-only-2").await, None, "remote-only-2 must stay Pending");
+    cordon(&client, "anti-n3", false).await;
+}
+
+#[tokio::test]
+async fn disable_hyperconvergence_and_skip_scheduler_scoring_leave_placement_to_the_default_plugins() {
+    let (cluster, client) = shared().await;
+    let g = "neutral";
+    let names = ["neutral-n1", "neutral-n2"];
+    let volumes =
+        ["pv-neutral-1", "pv-neutral-2", "pv-neutral-3"].map(|id| json!({"id": id, "replicas": ["neutral-n1"]}));
+    add_topology(cluster, online(&names, 44), volumes.to_vec()).await;
+    let nodes: Vec<GroupNode> = group(&names, 44).into_iter().map(GroupNode::small).collect();
+    group_nodes(&client, g, &nodes).await;
+    let ns = setup(&client, g).await;
+    // The replica node is 3/4 busy, so the default plugins prefer the other one.
+    filler(&client, &ns, "neutral-n1", "3").await;
+    for i in 1..=3 {
+        bound_claim(&client, &ns, &format!("data-{i}"), &format!("pv-neutral-{i}")).await;
+    }
+
+    // Annotated up front: by the time its pod comes, two pods have been scheduled since.
+    let claims: Api<k8s_openapi::api::core::v1::PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let patch = json!({"metadata": {"annotations": {"stork.libopenstorage.org/skipSchedulerScoring": "true"}}});
+    claims.patch("data-3", &PatchParams::default(), &Patch::Merge(&patch)).await.expect("annotate claim");
+
+    let pods = GroupPod::new(g, "hyper").claim("data-1").create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "hyper").await, "neutral-n1", "locality outweighs a busy node");
+    GroupPod::new(g, "disabled")
+        .claim("data-2")
+        .annotate("stork.libopenstorage.org/disableHyperconvergence", "true")
+        .create(&client, &ns)
+        .await;
+    assert_eq!(scheduled_node(&pods, "disabled").await, "neutral-n2", "no locality: the idle node wins");
+    GroupPod::new(g, "skipped").claim("data-3").create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "skipped").await, "neutral-n2", "a skipped volume gives no locality");
+}
+
+#[tokio::test]
+async fn a_node_annotated_unschedulable_for_storage_gets_no_driver_pods_and_says_why() {
+    let (cluster, client) = shared().await;
+    let g = "unsched";
+    let names = ["unsched-n1", "unsched-n2"];
+    let volumes = vec![json!({"id": "pv-unsched", "replicas": ["unsched-n1", "unsched-n2"]})];
+    add_topology(cluster, online(&names, 45), volumes).await;
+    group_nodes(&client, g, &group(&names, 45)).await;
+    let ns = setup(&client, g).await;
+    bound_claim(&client, &ns, "data", "pv-unsched").await;
+    let knob = "operator.libopenstorage.org/unschedulable";
+    annotate_node(&client, "unsched-n1", knob, Some("true")).await;
+
+    let pods = GroupPod::new(g, "first").claim("data").create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "first").await, "unsched-n2");
+    annotate_node(&client, "unsched-n2", knob, Some("true")).await;
+    GroupPod::new(g, "second").claim("data").create(&client, &ns).await;
+    let why = failed_scheduling(&client, &ns, "second", "unschedulable for storage", WAIT).await;
+    eprintln!("pending: {why}");
+    // Pods without driver volumes are not affected.
+    GroupPod::new(g, "stateless").create(&client, &ns).await;
+    assert!(names.contains(&scheduled_node(&pods, "stateless").await.as_str()));
+    annotate_node(&client, "unsched-n1", knob, None).await;
+    assert_eq!(
+        wait_for("second placed once n1 is schedulable again", REQUEUE, || async {
+            node_of(&pods, "second").await.ok_or("still Pending")
+        })
+        .await,
+        "unsched-n1"
+    );
+}
+
+/// A StatefulSet of 3 on nodes `<g>-n1..n4` whose claims come from `volumeClaimTemplates` of
+/// `class`, with its pods confined to the group.
+fn stateful_set(g: &str, class: &str) -> Value {
+    let template = GroupPod::new(g, "unused").json().clone();
+    json!({
+        "metadata": {"name": "db"},
+        "spec": {
+            "replicas": 3, "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": template["spec"]},
+            "volumeClaimTemplates": [{"metadata": {"name": "data"}, "spec": {
+                "storageClassName": class, "accessModes": ["ReadWriteOnce"],
+                "resources": {"requests": {"storage": "1Gi"}}}}]
+        }
+    })
+}
+
+/// Waits until `n` pods of `ns` run (none terminating), then checks each sits on a node holding
+/// a replica of its claim `data-<pod>`; returns pod → (node, uid).
+async fn running_next_to_replicas(
+    cluster: &Cluster,
+    client: &Client,
+    ns: &str,
+    n: usize,
+) -> std::collections::BTreeMap<String, (String, String)> {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    let placed = wait_for(&format!("{n} pods Running in {ns}"), WAIT, || async {
+        let list = pods.list(&ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
+        let mut out = std::collections::BTreeMap::new();
+        for p in list {
+            let phase = p.status.as_ref().and_then(|s| s.phase.clone()).unwrap_or_default();
+            if phase == "Running" && p.metadata.deletion_timestamp.is_none() {
+                let node = p.spec.as_ref().and_then(|s| s.node_name.clone()).unwrap_or_default();
+                out.insert(
+                    p.metadata.name.clone().unwrap_or_default(),
+                    (node, p.metadata.uid.clone().unwrap_or_default()),
+                );
+            }
+        }
+        if out.len() == n { Ok(out) } else { Err(format!("{out:?}")) }
+    })
+    .await;
+    let replicas = provisioner::replicas_by_claim(cluster, client, ns).await;
+    for (pod, (node, _)) in &placed {
+        let holders = replicas.get(&format!("data-{pod}")).cloned().unwrap_or_default();
+        assert!(holders.contains(node), "{pod} on {node}; its volume's replicas are on {holders:?}");
+    }
+    placed
+}
+
+async fn scale(client: &Client, ns: &str, replicas: i32) {
+    let patch = json!({"spec": {"replicas": replicas}});
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("scale");
+}
+
+/// The node after `node` in `names`, cyclically: a provisioned volume's second replica.
+fn next_of(names: &'static [&'static str]) -> impl Fn(&str) -> String + Send + Sync + 'static {
+    move |node: &str| {
+        let i = names.iter().position(|n| *n == node).unwrap_or(0);
+        names[(i + 1) % names.len()].to_string()
+    }
+}
+
+async fn wffc_class(client: &Client) {
+    let sc = json!({"metadata": {"name": "mock-wffc"}, "provisioner": PROVISIONER, "volumeBindingMode": "WaitForFirstConsumer"});
+    create(&Api::<k8s_openapi::api::storage::v1::StorageClass>::all(client.clone()), sc).await;
+}
+
+#[tokio::test]
+async fn a_wait_for_first_consumer_stateful_set_binds_runs_and_survives_repeated_scale_down_and_up() {
+    static NAMES: [&str; 4] = ["wffc-n1", "wffc-n2", "wffc-n3", "wffc-n4"];
+    let (cluster, client) = shared().await;
+    let g = "wffc";
+    add_topology(cluster, online(&NAMES, 46), vec![]).await;
+    group_nodes(&client, g, &group(&NAMES, 46)).await;
+    wffc_class(&client).await;
+    let ns = setup(&client, g).await;
+    let _provisioner = provisioner::spawn(cluster, client.clone(), &ns, next_of(&NAMES));
+    create(&Api::<StatefulSet>::namespaced(client.clone(), &ns), stateful_set(g, "mock-wffc")).await;
+    let first = running_next_to_replicas(cluster, &client, &ns, 3).await;
+    eprintln!("placed: {first:?}");
+
+    for round in 1..=2 {
+        scale(&client, &ns, 1).await;
+        running_next_to_replicas(cluster, &client, &ns, 1).await;
+        scale(&client, &ns, 3).await;
+        let again = running_next_to_replicas(cluster, &client, &ns, 3).await;
+        eprintln!("round {round}: {again:?}");
+    }
+    let replicas = provisioner::replicas_by_claim(cluster, &client, &ns).await;
+    assert_eq!(replicas.len(), 3, "one volume per claim, made once: {replicas:?}");
+}
+
+#[tokio::test]
+async fn a_rolling_restart_brings_every_stateful_set_pod_back_next_to_its_replica() {
+    static NAMES: [&str; 4] = ["roll-n1", "roll-n2", "roll-n3", "roll-n4"];
+    let (cluster, client) = shared().await;
+    let g = "roll";
+    add_topology(cluster, online(&NAMES, 47), vec![]).await;
+    group_nodes(&client, g, &group(&NAMES, 47)).await;
+    wffc_class(&client).await;
+    let ns = setup(&client, g).await;
+    let _provisioner = provisioner::spawn(cluster, client.clone(), &ns, next_of(&NAMES));
+    create(&Api::<StatefulSet>::namespaced(client.clone(), &ns), stateful_set(g, "mock-wffc")).await;
+    let before = running_next_to_replicas(cluster, &client, &ns, 3).await;
+
+    // What `kubectl rollout restart` does.
+    let patch =
+        json!({"spec": {"template": {"metadata": {"annotations": {"kubectl.kubernetes.io/restartedAt": "now"}}}}});
+    Api::<StatefulSet>::namespaced(client.clone(), &ns)
+        .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("restart");
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    wait_for("every pod replaced", Duration::from_secs(180), || async {
+        let list = pods.list(&ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
+        let fresh = list
+            .items
+            .iter()
+            .filter(|p| {
+                let name = p.metadata.name.clone().unwrap_or_default();
+                let running = p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+                running && before.get(&name).is_some_and(|(_, uid)| Some(uid) != p.metadata.uid.as_ref())
+            })
+            .count();
+        if fresh == 3 { Ok(()) } else { Err(format!("{fresh} of 3 replaced and Running")) }
+    })
+    .await;
+    running_next_to_replicas(cluster, &client, &ns, 3).await;
+}
+
+#[tokio::test]
+async fn a_pod_with_a_generic_ephemeral_volume_of_a_driver_class_is_routed_to_stork_and_runs_on_a_driver_node() {
+    static NAMES: [&str; 2] = ["eph-n1", "eph-n2"];
+    let (cluster, client) = shared().await;
+    let g = "eph";
+    // eph-n2 has no driver: a pod with a driver volume must not land there.
+    add_topology(cluster, online(&NAMES[..1], 48), vec![]).await;
+    group_nodes(&client, g, &group(&NAMES, 48)).await;
+    wffc_class(&client).await;
+    let ns = setup(&client, g).await;
+    let _provisioner = provisioner::spawn(cluster, client.clone(), &ns, |n: &str| n.to_string());
+
+    let pods =
+        GroupPod::new(g, "scratchy").default_scheduler().ephemeral("scratch", "mock-wffc").create(&client, &ns).await;
+    let pod = pods.get("scratchy").await.expect("pod");
+    assert_eq!(pod.spec.and_then(|s| s.scheduler_name).as_deref(), Some("stork"), "routed by the webhook");
+    assert_eq!(scheduled_node(&pods, "scratchy").await, "eph-n1");
+    wait_for("scratchy Running with its claim bound", WAIT, || async {
+        let p = pods.get("scratchy").await.map_err(|e| e.to_string())?;
+        let phase = p.status.and_then(|s| s.phase).unwrap_or_default();
+        if phase == "Running" { Ok(()) } else { Err(phase) }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_lost_node_s_terminating_pod_is_force_deleted_and_only_the_driver_s_attachment_removed() {
+    let (cluster, client) = shared().await;
+    let g = "lost";
+    let names = ["lost-n1", "lost-n2"];
+    add_topology(cluster, online(&names, 49), vec![json!({"id": "pv-lost", "replicas": ["lost-n1"]})]).await;
+    group_nodes(&client, g, &group(&names, 49)).await;
+    let ns = setup(&client, g).await;
+    bound_claim(&client, &ns, "data", "pv-lost").await;
+    let monitor =
+        stork_e2e::replica::Replica::start(cluster, "stork-lost", &lost_monitor_flags()).expect("monitor replica");
+
+    // Evicted as soon as its node is unreachable, instead of the default 300 s.
+    let toleration = json!([{"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 0}]);
+    let pods = GroupPod::new(g, "stranded").claim("data").spec("tolerations", toleration).create(&client, &ns).await;
+    assert_eq!(scheduled_node(&pods, "stranded").await, "lost-n1");
+    let uid = pods.get("stranded").await.expect("pod").metadata.uid.expect("uid");
+    attachments(&client).await;
+
+    // The node stops heartbeating: its lease is taken from KWOK and never renewed again.
+    stork_e2e::placement::stop_heartbeats(&client, "lost-n1").await;
+    let gone = wait_for("the stranded pod force-deleted", Duration::from_secs(180), || async {
+        match pods.get_opt("stranded").await.map_err(|e| e.to_string())? {
+            Some(p) if p.metadata.uid.as_deref() == Some(uid.as_str()) => {
+                Err(format!("still there, deletionTimestamp={:?}", p.metadata.deletion_timestamp))
+            }
+            _ => Ok(()),
+        }
+    })
+    .await;
+    let _: () = gone;
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    wait_for("the driver's attachment removed", WAIT, || async {
+        match vas.get_opt("lost-mock").await.map_err(|e| e.to_string())? {
+            None => Ok(()),
+            Some(_) => Err("lost-mock still there".to_string()),
+        }
+    })
+    .await;
+    assert!(vas.get_opt("lost-other").await.expect("get").is_some(), "another driver's attachment must stay");
+    eprintln!("monitor deleted {} pod(s)", monitor.metric("stork_pods_rescheduled_total"));
+    let _ = Api::<Node>::all(client.clone()).delete("lost-n1", &Default::default()).await;
+}
+
+fn lost_monitor_flags() -> Vec<&'static str> {
+    vec![
+        "--monitor-interval=2s",
+        "--monitor-allow-short-interval",
+        "--leader-lease=stork-lost-monitor",
+        "--leader-lease-duration=6s",
+        "--leader-renew-deadline=4s",
+        "--leader-retry-period=1s",
+        "--snapshot-controllers=false",
+    ]
+}
+
+/// Two VolumeAttachments on lost-n1: the mock driver's (`lost-mock`) and another driver's (`lost-other`).
+async fn attachments(client: &Client) {
+    let pvs: Api<k8s_openapi::api::core::v1::PersistentVolume> = Api::all(client.clone());
+    let other_pv = json!({
+        "metadata": {"name": "pv-lost-other"},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "csi": {"driver": "other.csi.example.com", "volumeHandle": "x"}}
+    });
+    create(&pvs, other_pv).await;
+    let vas: Api<VolumeAttachment> = Api::all(client.clone());
+    for (name, attacher, pv) in
+        [("lost-mock", PROVISIONER, "pv-lost"), ("lost-other", "other.csi.example.com", "pv-lost-other")]
+    {
+        let va = json!({"metadata": {"name": name},
+                        "spec": {"attacher": attacher, "nodeName": "lost-n1", "source": {"persistentVolumeName": pv}}});
+        create(&vas, va).await;
+    }
+}
