@@ -198,10 +198,10 @@ pub async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
     pods.get(name).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
 }
 
-/// Makes a KWOK node stop heartbeating, as a node that lost power does: its Lease in
-/// `kube-node-lease` is handed to another holder for an hour without being renewed, so KWOK
-/// (which only renews leases it holds) stops renewing it and stops updating the node. The node
-/// lifecycle controller then marks it unreachable after its grace period.
+/// Stops a KWOK node's Lease heartbeat: its Lease in `kube-node-lease` is handed to another
+/// holder for an hour, so KWOK (which only renews leases it holds) stops renewing it. Not enough
+/// on its own: KWOK's default node stage still patches the node's status conditions, so the node
+/// lifecycle controller keeps it Ready (see the ignored NodeLost test in `placement_rules`).
 pub async fn stop_heartbeats(client: &Client, node: &str) {
     use k8s_openapi::api::coordination::v1::Lease;
     let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
