@@ -198,17 +198,6 @@ pub async fn node_of(pods: &Api<Pod>, name: &str) -> Option<String> {
     pods.get(name).await.ok().and_then(|p| p.spec.and_then(|s| s.node_name))
 }
 
-/// Stops a KWOK node's Lease heartbeat: its Lease in `kube-node-lease` is handed to another
-/// holder for an hour, so KWOK (which only renews leases it holds) stops renewing it. Not enough
-/// on its own: KWOK's default node stage still patches the node's status conditions, so the node
-/// lifecycle controller keeps it Ready (see the ignored NodeLost test in `placement_rules`).
-pub async fn stop_heartbeats(client: &Client, node: &str) {
-    use k8s_openapi::api::coordination::v1::Lease;
-    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
-    let patch = json!({"spec": {"holderIdentity": "stork-e2e-partition", "leaseDurationSeconds": 3600}});
-    leases.patch(node, &PatchParams::default(), &Patch::Merge(&patch)).await.expect("take the node's lease");
-}
-
 /// Waits until the harness stork serves the topology as last written: its
 /// `stork_driver_nodes{status}` counts equal the file's. A test that changes a driver status and
 /// then creates a pod must know stork saw the change first (it reloads the file on its own time).

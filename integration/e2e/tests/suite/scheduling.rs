@@ -83,18 +83,8 @@ async fn a_pod_whose_replicas_are_all_offline_stays_pending_with_storks_reason()
     bound_claim(&client, &ns, "data", "pv-off-v1").await;
     let pods = pod(&client, &ns, "stuck", &["data"]).await;
 
-    let events: Api<Event> = Api::namespaced(client.clone(), &ns);
-    let message = wait_for("a FailedScheduling event naming stork's reason", WAIT, || async {
-        let list = events.list(&ListParams::default()).await.map_err(|e| vec![e.to_string()])?;
-        let msgs: Vec<String> = list
-            .items
-            .into_iter()
-            .filter(|e| e.reason.as_deref() == Some("FailedScheduling"))
-            .filter_map(|e| e.message)
-            .collect();
-        msgs.iter().find(|m| m.contains("no online node holds a replica of volume pv-off-v1")).cloned().ok_or(msgs)
-    })
-    .await;
+    let needle = "no online node holds a replica of volume pv-off-v1";
+    let message = stork_e2e::placement::failed_scheduling(&client, &ns, "stuck", needle, WAIT).await;
     eprintln!("scheduling event: {message}");
     let p = pods.get("stuck").await.unwrap();
     assert_eq!(p.spec.and_then(|s| s.node_name), None, "the pod must stay Pending");
