@@ -2,6 +2,7 @@
 # Builds the local control plane for stork's end-to-end tests:
 #   integration/.cache/bin/k8s-local   kube-apiserver / kube-scheduler / kube-controller-manager / etcd
 #   integration/.cache/bin/kwok        KWOK controller (fake nodes and pods)
+#   integration/.cache/bin/kwok-stages.yaml  KWOK's default stages, partitionable (see below)
 # from the Go module proxy (no Docker, no prebuilt binaries). See README.md.
 #
 # Cached: a binary is rebuilt only when the sha256 of its inputs (go.mod, go.sum,
@@ -121,4 +122,32 @@ build kwok "$kwok_dir" sigs.k8s.io/kwok/cmd/kwok "$kwok_ldflags" \
   "building kwok (first time takes a few minutes)…" \
   "$kwok_dir/go.mod" "$kwok_dir/go.sum" "${kwok_srcs[@]}"
 
-log "binaries in $bin_dir: k8s-local, kwok"
+# KWOK's own default node and pod stages, taken from the module kwok was built from (not
+# copied into this repository), with the node stages and the pod deletion stage narrowed to
+# objects without the `stork-e2e/partitioned` annotation. A test cuts a node off by annotating
+# it and its pods: KWOK then neither heartbeats the node nor confirms its pods' deletion, which
+# is what the control plane sees of a node whose kubelet is unreachable.
+write_stages() {
+  local src out="$bin_dir/kwok-stages.yaml" f
+  src="$(cd "$kwok_dir" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)"
+  local partition="    - key: '.metadata.annotations[\"stork-e2e/partitioned\"]'\n      operator: 'DoesNotExist'"
+  for f in node/fast/node-initialize node/heartbeat/node-heartbeat pod/fast/pod-ready pod/fast/pod-complete \
+    pod/fast/pod-delete; do
+    echo "---"
+    case "$f" in
+      pod/fast/pod-ready | pod/fast/pod-complete) cat "$src/kustomize/stage/$f.yaml" ;;
+      *) sed "/^    matchExpressions:\$/a\\$partition" "$src/kustomize/stage/$f.yaml" ;;
+    esac
+  done > "$out.tmp"
+  local narrowed
+  narrowed="$(grep -c 'stork-e2e/partitioned' "$out.tmp" || true)"
+  if [[ "$narrowed" != 3 ]]; then
+    rm -f "$out.tmp"
+    log "error: expected to narrow 3 KWOK stages in $src, narrowed $narrowed (stage layout changed?)"
+    exit 1
+  fi
+  mv -f "$out.tmp" "$out"
+}
+write_stages
+
+log "binaries in $bin_dir: k8s-local, kwok, kwok-stages.yaml"

@@ -80,6 +80,8 @@ pub(crate) fn free_port() -> u16 {
 struct Bins {
     k8s: PathBuf,
     kwok: PathBuf,
+    /// KWOK's default stages, narrowed so a partitioned node is left alone (build.sh).
+    kwok_stages: PathBuf,
     stork: PathBuf,
 }
 
@@ -87,14 +89,16 @@ fn find_bins() -> Result<Bins> {
     let root = repo_root();
     let dir = std::env::var_os("STORK_K8S_BIN_DIR").map(PathBuf::from).unwrap_or(root.join("integration/.cache/bin"));
     let stork = std::env::var_os("STORK_BIN").map(PathBuf::from).unwrap_or(root.join("target/debug/stork"));
-    let bins = Bins { k8s: dir.join("k8s-local"), kwok: dir.join("kwok"), stork };
+    let bins =
+        Bins { k8s: dir.join("k8s-local"), kwok: dir.join("kwok"), kwok_stages: dir.join("kwok-stages.yaml"), stork };
     for (what, p, fix) in [
         ("kube components", &bins.k8s, "run integration/cluster/build.sh (or `just e2e`)"),
         ("kwok", &bins.kwok, "run integration/cluster/build.sh (or `just e2e`)"),
+        ("kwok stages", &bins.kwok_stages, "run integration/cluster/build.sh (or `just e2e`)"),
         ("stork", &bins.stork, "run `cargo build --bin stork` (or `just e2e`), or set STORK_BIN"),
     ] {
         if !p.exists() {
-            bail!("{what} binary not found at {}: {fix}", p.display());
+            bail!("{what} not found at {}: {fix}", p.display());
         }
     }
     Ok(bins)
@@ -361,11 +365,10 @@ fn boot(opts: &ClusterOptions) -> Result<Components> {
         procs.push(Proc::spawn(name, cmd, &dir)?);
     }
 
-    std::fs::write(dir.join("kwok.yaml"), "")?;
     let mut cmd = Command::new(&bins.kwok);
     cmd.args([
         format!("--kubeconfig={}", kubeconfig.display()),
-        format!("--config={}", p("kwok.yaml")),
+        format!("--config={}", bins.kwok_stages.display()),
         "--manage-all-nodes=false".into(),
         "--manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake".into(),
         "--node-ip=127.0.0.1".into(),

@@ -223,3 +223,25 @@ pub async fn topology_served(cluster: &crate::Cluster) {
     })
     .await
 }
+
+/// Cuts a KWOK node off the way a lost kubelet is cut off. Its pods and the node are annotated
+/// `stork-e2e/partitioned`, which the harness's KWOK stages skip (build.sh): no more status
+/// heartbeats, and nobody confirms a deletion of its pods. Its Lease in `kube-node-lease` is
+/// handed to another holder for an hour, and KWOK renews only leases it holds. The node
+/// lifecycle controller then marks the node unreachable after its grace period.
+pub async fn partition(client: &Client, node: &str) {
+    use k8s_openapi::api::coordination::v1::Lease;
+    let mark = json!({"metadata": {"annotations": {"stork-e2e/partitioned": "true"}}});
+    let pods: Api<Pod> = Api::all(client.clone());
+    let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+    for p in pods.list(&on_node).await.expect("list the node's pods") {
+        let (name, ns) = (p.metadata.name.expect("name"), p.metadata.namespace.expect("namespace"));
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        api.patch(&name, &PatchParams::default(), &Patch::Merge(&mark)).await.expect("mark the pod partitioned");
+    }
+    let nodes: Api<Node> = Api::all(client.clone());
+    nodes.patch(node, &PatchParams::default(), &Patch::Merge(&mark)).await.expect("mark the node partitioned");
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "kube-node-lease");
+    let take = json!({"spec": {"holderIdentity": "stork-e2e-partition", "leaseDurationSeconds": 3600}});
+    leases.patch(node, &PatchParams::default(), &Patch::Merge(&take)).await.expect("take the node's lease");
+}

@@ -21,6 +21,9 @@ use stork_e2e::{
     provisioner, shared, wait_for,
 };
 
+#[path = "node_lost.rs"]
+mod node_lost;
+
 const WAIT: Duration = Duration::from_secs(90);
 /// How soon a pod must be placed once what kept it Pending is gone.
 const REQUEUE: Duration = Duration::from_secs(60);
