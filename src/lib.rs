@@ -16,6 +16,7 @@ mod fixtures;
 pub mod knobs;
 pub mod leader;
 pub mod metrics;
+pub mod model;
 pub mod monitor;
 pub mod server;
 pub mod snapshot;

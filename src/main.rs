@@ -24,7 +24,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Demo(args) => demo::run(args).await,
         Command::Crds => {
             use std::io::Write;
-            std::io::stdout().write_all(stork::snapshot::crd::crds_yaml().as_bytes())?;
+            std::io::stdout().write_all(stork::model::crd::crds_yaml().as_bytes())?;
             Ok(())
         }
         Command::Certs(args) => {

@@ -19,7 +19,7 @@ use super::{
     ClusterView, ClusterWriters,
     cache::{CacheWriter, Packed},
 };
-use crate::snapshot::crd::VolumeSnapshot;
+use crate::model::crd::VolumeSnapshot;
 
 /// Runs the reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.

@@ -24,7 +24,7 @@ use self::{
     cache::{Cache, CacheWriter},
     compact::{CachedPv, CachedPvc},
 };
-use crate::snapshot::crd::VolumeSnapshot;
+use crate::model::crd::VolumeSnapshot;
 
 pub use compact::{trim_pv, trim_pvc};
 pub use live::{run_reflectors, trim_node};

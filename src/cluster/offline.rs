@@ -20,7 +20,7 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
 
 use super::{ClusterView, ClusterWriters, Error};
-use crate::snapshot::crd::VolumeSnapshot;
+use crate::model::crd::VolumeSnapshot;
 
 const SNAPSHOT_API_VERSION: &str = "volumesnapshot.external-storage.k8s.io/v1";
 

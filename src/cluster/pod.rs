@@ -116,6 +116,28 @@ where
 }
 
 impl PodFacts {
+    /// The fields of a full Pod that [`PodFacts`] holds.
+    pub fn of(pod: &k8s_openapi::api::core::v1::Pod) -> Self {
+        let mut f = PodFacts::default();
+        f.metadata.name = pod.metadata.name.clone().unwrap_or_default();
+        f.metadata.namespace = pod.metadata.namespace.clone().unwrap_or_default();
+        f.metadata.uid = pod.metadata.uid.clone().unwrap_or_default();
+        f.metadata.annotations = pod.metadata.annotations.clone().unwrap_or_default();
+        f.metadata.labels = pod.metadata.labels.clone().unwrap_or_default();
+        if let Some(spec) = &pod.spec {
+            f.spec.node_name = spec.node_name.clone().unwrap_or_default();
+            f.spec.scheduler_name = spec.scheduler_name.clone().unwrap_or_default();
+            // Round-trip only the volumes: small, and keeps one decoding of volume sources.
+            f.spec.volumes = spec
+                .volumes
+                .iter()
+                .flatten()
+                .filter_map(|v| serde_json::to_value(v).ok().and_then(|v| serde_json::from_value(v).ok()))
+                .collect();
+        }
+        f
+    }
+
     /// The claims this pod uses, in volume order. Generic ephemeral volumes count: their claim
     /// is `<pod name>-<volume name>` (a pod created with `generateName` has no name yet, so its
     /// ephemeral claims are named with an empty pod name; only their template class is usable).

@@ -54,28 +54,6 @@ fn storage_id<'a>(inventory: &'a NodeInventory, cluster: &ClusterView, name: &st
         .map(|i| inventory.get(i).id.as_str())
 }
 
-/// The fields of a full Pod that [`PodFacts`] holds.
-pub fn facts_of(pod: &Pod) -> PodFacts {
-    let mut f = PodFacts::default();
-    f.metadata.name = pod.metadata.name.clone().unwrap_or_default();
-    f.metadata.namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    f.metadata.uid = pod.metadata.uid.clone().unwrap_or_default();
-    f.metadata.annotations = pod.metadata.annotations.clone().unwrap_or_default();
-    f.metadata.labels = pod.metadata.labels.clone().unwrap_or_default();
-    if let Some(spec) = &pod.spec {
-        f.spec.node_name = spec.node_name.clone().unwrap_or_default();
-        f.spec.scheduler_name = spec.scheduler_name.clone().unwrap_or_default();
-        // Round-trip only the volumes: small, and keeps one decoding of volume sources.
-        f.spec.volumes = spec
-            .volumes
-            .iter()
-            .flatten()
-            .filter_map(|v| serde_json::to_value(v).ok().and_then(|v| serde_json::from_value(v).ok()))
-            .collect();
-    }
-    f
-}
-
 fn is_ready(pod: &Pod) -> bool {
     let conds = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
@@ -92,7 +70,7 @@ pub async fn run(
     let m = &metrics.placement;
     let families = [&m.hyperconverged, &m.semi_hyperconverged, &m.non_hyperconverged];
     let update = |pod: &Pod| {
-        let facts = facts_of(pod);
+        let facts = PodFacts::of(pod);
         let labels = PodLabels { pod: facts.metadata.name.clone(), namespace: facts.metadata.namespace.clone() };
         if pod.metadata.deletion_timestamp.is_some() {
             families.iter().for_each(|f| {

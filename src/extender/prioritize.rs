@@ -21,6 +21,8 @@ pub const RACK_SCORE: i64 = 50;
 pub const ZONE_SCORE: i64 = 25;
 /// A node in the same region as a replica.
 pub const REGION_SCORE: i64 = 10;
+/// A replica node whose storage is down (Stork's `StorageDown ? 25 : 100`).
+pub const STORAGE_DOWN_NODE_SCORE: i64 = 25;
 /// A healthy driver node with no locality to any replica.
 pub const DEFAULT_SCORE: i64 = 5;
 /// A node where the driver does not serve: not a driver node, or Offline/Degraded.
@@ -49,6 +51,10 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<Scores,
         nodes.iter().map(|n| n.matches(&inventory, input.cluster, &mut scratch).first().copied()).collect();
     let status = |m: Option<usize>| m.map(|i| inventory.keys(i).status);
     if input.is_csi_pod() {
+        // Stork: no driver nodes at all is not "every node is bad"; every node gets the default.
+        if inventory.nodes().is_empty() {
+            return defaults();
+        }
         let scores = matched
             .iter()
             .map(|&m| match status(m) {
@@ -138,7 +144,8 @@ pub fn prioritize(input: &Inputs<'_>, nodes: &[Candidate<'_>]) -> Result<Scores,
 }
 
 /// Score of one healthy driver node for one volume: replica > same rack > same zone > same
-/// region, each level compared with every healthy replica; halved when the node's storage is down.
+/// region, each level compared with every healthy replica; lowered when the node's storage is
+/// down ([`storage_down`]).
 /// Nodes and replicas are inventory indices, compared through their [`NodeInventory::keys`] in
 /// one pass over the replicas (the best level of any replica is the score).
 /// Deviation from Stork: a node without rack information never counts as "same rack".
@@ -162,11 +169,17 @@ pub fn locality_score(inventory: &NodeInventory, node: usize, replicas: &[usize]
         }
     };
     let full = replicas.iter().map(level).max().unwrap_or(0);
-    if d.status == NodeStatus::StorageDown { full / 2 } else { full }
+    if d.status == NodeStatus::StorageDown { storage_down(full) } else { full }
+}
+
+/// Stork's scores for a node whose storage is down: a replica 25, same rack 25, same zone 12
+/// (`int(12.5)`), same region 5. Halved, except a replica, which drops to a quarter.
+pub fn storage_down(full: i64) -> i64 {
+    if full == NODE_SCORE { STORAGE_DOWN_NODE_SCORE } else { full / 2 }
 }
 
 /// Score of one healthy driver node for a volume's topology segment (CSI accessible topology):
-/// same zone, else same region; halved when the node's storage is down.
+/// same zone, else same region; lowered when the node's storage is down ([`storage_down`]).
 pub fn segment_score(d: &DriverNode, volume: &driver::Volume) -> i64 {
     let full = if !d.zone.is_empty() && volume.zones.contains(&d.zone) {
         ZONE_SCORE
@@ -175,7 +188,7 @@ pub fn segment_score(d: &DriverNode, volume: &driver::Volume) -> i64 {
     } else {
         0
     };
-    if d.status == NodeStatus::StorageDown { full / 2 } else { full }
+    if d.status == NodeStatus::StorageDown { storage_down(full) } else { full }
 }
 
 fn non_optimum_event(far: &[&PodVolume], inventory: &NodeInventory) -> PodEvent {

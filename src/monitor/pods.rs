@@ -4,9 +4,8 @@ use k8s_openapi::api::core::v1::{Node, Pod};
 
 use super::plan::{NodeAddresses, PodInfo};
 use crate::{
-    cluster::{ClusterView, node_addresses},
+    cluster::{ClusterView, node_addresses, pod::PodFacts},
     driver::{self, Driver},
-    extender::placement::facts_of,
 };
 
 /// The taint the node lifecycle controller puts on a node whose kubelet stopped reporting.
@@ -19,7 +18,7 @@ pub fn pod_info(driver: &dyn Driver, cluster: &ClusterView, pod: &Pod) -> Option
     if matches!(status.and_then(|s| s.phase.as_deref()), Some("Succeeded" | "Failed")) {
         return None;
     }
-    let facts = facts_of(pod);
+    let facts = PodFacts::of(pod);
     let csi = driver.is_csi_pod(&facts.metadata.name);
     // An unresolvable pod is not known to use the driver: never delete on a guess.
     let uses_driver = driver::pod_volumes(driver, cluster, &facts).is_ok_and(|v| !v.is_empty());

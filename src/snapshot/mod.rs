@@ -7,7 +7,7 @@
 //! to do before they do it so a restart never repeats a driver action.
 
 mod controller;
-pub mod crd;
+
 mod provisioner;
 mod restore;
 
@@ -17,7 +17,7 @@ use kube::{Api, Client, api::ListParams};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::{cluster::ClusterView, driver::Driver, events::EventSink};
+use crate::{cluster::ClusterView, driver::Driver, events::EventSink, model::crd};
 
 pub use controller::FINALIZER as SNAPSHOT_FINALIZER;
 pub use provisioner::{IDENTITY_ANNOTATION, PROVISIONER_IDENTITY};

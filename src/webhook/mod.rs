@@ -2,13 +2,12 @@
 //! `/validate` rejects snapshot-restore PVCs that cannot succeed.
 //!
 //! `review.rs` is the envelope (AdmissionReview v1 in and out); `mutate_pod.rs` and
-//! `validate_pvc.rs` are pure decisions over cached state.
+//! `crate::model::restore_claim` are pure decisions over cached state.
 
 pub mod decode;
 pub mod mutate_pod;
 pub mod review;
 pub mod salvage;
-pub mod validate_pvc;
 
 use std::sync::Arc;
 

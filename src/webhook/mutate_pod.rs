@@ -6,10 +6,7 @@
 use json_patch::{AddOperation, Patch, PatchOperation, jsonptr::PointerBuf};
 
 use super::WebhookConfig;
-use crate::{cluster::ClusterView, cluster::pod::PodFacts, driver::Driver, knobs};
-
-/// Name of the scheduler profile pods are routed to.
-pub const STORK_SCHEDULER: &str = "stork";
+use crate::{cluster::ClusterView, cluster::pod::PodFacts, driver::Driver, knobs, model::STORK_SCHEDULER};
 
 /// What `/mutate` decided for one pod.
 #[derive(Debug, PartialEq)]

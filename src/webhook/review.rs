@@ -13,10 +13,10 @@ use super::{
     decode::{RequestIn, ReviewVersion, parse, parse_mutate},
     mutate_pod::mutate_pod,
     salvage::salvage,
-    validate_pvc::{
-        RestoreClaim, SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER, SnapshotFacts, Verdict, source_namespace,
-        validate_restore_claim,
-    },
+};
+use crate::model::restore_claim::{
+    RestoreClaim, SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER, SnapshotFacts, Verdict, source_namespace,
+    validate_restore_claim,
 };
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 

@@ -1,5 +1,5 @@
 use super::*;
-use crate::extender::prioritize::{REGION_SCORE, ZONE_SCORE, segment_score};
+use crate::extender::prioritize::{NODE_SCORE, RACK_SCORE, REGION_SCORE, ZONE_SCORE, segment_score, storage_down};
 use crate::{
     driver::NodeStatus::*,
     fixtures::{DriverNodeExt, PodExt, dnode, pod},
@@ -51,7 +51,7 @@ fn nodes_without_rack_information_in_one_zone_score_as_same_zone_not_same_rack()
 }
 
 #[test]
-fn storage_down_halves_a_nodes_score() {
+fn storage_down_lowers_a_replica_node_to_25_and_halves_the_rest() {
     let world = World::new()
         .driver_nodes([
             dnode("r").at("e", "a", "1").status(StorageDown),
@@ -60,7 +60,14 @@ fn storage_down_halves_a_nodes_score() {
         ])
         .volume("c1", &["r", "o"]);
     let (s, _) = run_prioritize(world, &pod("p").with_pvc("c1"), &["r", "z", "o"]);
-    assert_eq!(s, scores(&[("r", 50), ("z", 12), ("o", 100)]));
+    assert_eq!(s, scores(&[("r", 25), ("z", 12), ("o", 100)]));
+}
+
+#[test]
+fn storage_down_scores_are_storks_table() {
+    for (full, down) in [(NODE_SCORE, 25), (RACK_SCORE, 25), (ZONE_SCORE, 12), (REGION_SCORE, 5), (0, 0)] {
+        assert_eq!(storage_down(full), down, "a StorageDown node that would score {full}");
+    }
 }
 
 #[test]
@@ -139,6 +146,13 @@ fn csi_pods_score_by_driver_health() {
         .k8s_node("plain", &[]);
     let (s, _) = run_prioritize(world, &pod("px-csi-ext-1"), &["on", "sd", "off", "plain"]);
     assert_eq!(s, scores(&[("on", 100), ("sd", 50), ("off", 0), ("plain", 0)]));
+}
+
+#[test]
+fn csi_pods_score_every_node_the_default_when_the_driver_has_no_nodes() {
+    let world = World::new().k8s_node("a", &[]).k8s_node("b", &[]);
+    let (s, _) = run_prioritize(world, &pod("px-csi-ext-1"), &["a", "b"]);
+    assert_eq!(s, scores(&[("a", 5), ("b", 5)]));
 }
 
 #[test]

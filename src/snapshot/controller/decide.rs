@@ -12,7 +12,7 @@ use crate::{
     driver::{DriverSnapshot, SnapshotError, SnapshotState},
     events::PodEvent,
     knobs::{SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL, is_label_value},
-    snapshot::crd::{
+    model::crd::{
         CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, DriverSnapshotSource, SnapshotCondition, SnapshotStatus,
         VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotDataSpec,
     },

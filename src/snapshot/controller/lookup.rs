@@ -9,7 +9,7 @@ use crate::{
     cluster::ClusterView,
     driver::Driver,
     knobs::SNAPSHOT_ID_ANNOTATION,
-    snapshot::crd::{VolumeSnapshot, VolumeSnapshotData},
+    model::crd::{VolumeSnapshot, VolumeSnapshotData},
 };
 
 /// The driver snapshot id, which is also the `VolumeSnapshotData` name, of a snapshot UID.

@@ -39,14 +39,12 @@ use kube::{
 use serde_json::{Value, json};
 use tracing::{Span, instrument};
 
-use super::{
-    Context, Error,
-    crd::{SnapshotStatus, VolumeSnapshot, VolumeSnapshotData},
-};
+use super::{Context, Error};
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
     knobs::SNAPSHOT_ID_ANNOTATION,
+    model::crd::{SnapshotStatus, VolumeSnapshot, VolumeSnapshotData},
 };
 
 /// Finalizer on a `VolumeSnapshot`: its driver snapshot and data object are deleted first.

@@ -20,7 +20,7 @@ use crate::{
     driver::{Driver, DriverSnapshot, NodeInventory, Progress, SnapshotState, Volume},
     events::Severity,
     knobs::{SNAPSHOT_ID_ANNOTATION, SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL},
-    snapshot::crd::{CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, SnapshotCondition},
+    model::crd::{CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, SnapshotCondition},
 };
 
 #[path = "tests_decide.rs"]

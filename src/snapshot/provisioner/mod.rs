@@ -36,13 +36,11 @@ use kube::{
     },
 };
 
-use super::{
-    Context,
-    crd::{VolumeSnapshot, VolumeSnapshotData},
-};
+use super::Context;
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
+    model::crd::{VolumeSnapshot, VolumeSnapshotData},
 };
 
 /// PV annotation naming the provisioner instance that made it (as Stork).

@@ -12,8 +12,8 @@ use kube::{api::ObjectMeta, runtime::reflector::ObjectRef};
 use super::{IDENTITY_ANNOTATION, MAX_BACKOFF, PROVISIONED_BY, PROVISIONER_IDENTITY, STORAGE_PROVISIONER_ANNOTATIONS};
 use crate::{
     knobs::{SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER},
-    snapshot::crd::{VolumeSnapshot, VolumeSnapshotData},
-    webhook::validate_pvc::{self, Readiness, SnapshotFacts},
+    model::crd::{VolumeSnapshot, VolumeSnapshotData},
+    model::restore_claim::{self, Readiness, SnapshotFacts},
 };
 
 /// Why a restore claim cannot be provisioned (yet). The message is the event the user sees and
@@ -184,7 +184,7 @@ pub fn snapshot_source(pvc: &PersistentVolumeClaim) -> Result<SnapshotSource, Pr
     let name = annotations.get(SNAPSHOT_ANNOTATION).map(|s| s.trim()).filter(|s| !s.is_empty());
     let name = name.ok_or(ProvisionError::NoSnapshotAnnotation)?;
     let claim_ns = pvc.metadata.namespace.as_deref().unwrap_or_default();
-    let namespace = validate_pvc::source_namespace(claim_ns, annotations).to_string();
+    let namespace = restore_claim::source_namespace(claim_ns, annotations).to_string();
     Ok(SnapshotSource { namespace, name: name.to_string() })
 }
 
@@ -201,7 +201,7 @@ pub fn plan_provision(
     let Some(snap) = snapshot else { return Err(ProvisionError::SnapshotNotFound(source)) };
     let facts = SnapshotFacts::of(snap);
     let claim_ns = pvc.metadata.namespace.as_deref().unwrap_or_default();
-    validate_pvc::cross_namespace_allowed(&source.namespace, &source.name, &facts.annotations, claim_ns)
+    restore_claim::cross_namespace_allowed(&source.namespace, &source.name, &facts.annotations, claim_ns)
         .map_err(ProvisionError::CrossNamespace)?;
     if snap.metadata.deletion_timestamp.is_some() {
         return Err(ProvisionError::SnapshotDeleting(source));

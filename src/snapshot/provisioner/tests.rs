@@ -183,7 +183,7 @@ fn a_cross_namespace_restore_needs_a_matching_anchored_pattern_on_the_snapshot()
 #[test]
 fn a_failed_snapshot_asks_for_a_new_one() {
     let mut snap = snapshot();
-    snap.status.as_mut().unwrap().conditions[0] = crate::snapshot::crd::SnapshotCondition {
+    snap.status.as_mut().unwrap().conditions[0] = crate::model::crd::SnapshotCondition {
         type_: "Error".into(),
         status: "True".into(),
         message: "disk full".into(),

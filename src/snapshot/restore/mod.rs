@@ -36,13 +36,11 @@ use kube::{
     },
 };
 
-use super::{
-    Context, Error,
-    crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore},
-};
+use super::{Context, Error};
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
+    model::crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore},
 };
 
 /// Finalizer on a `VolumeSnapshotRestore` (Stork's name).

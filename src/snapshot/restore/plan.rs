@@ -20,10 +20,8 @@ use crate::{
     driver::{self, Progress},
     events::PodEvent,
     knobs::{RESTORE_IN_PROGRESS, RESTORE_OWNER_ANNOTATION},
-    snapshot::{
-        Settings,
-        crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore, VolumeSnapshotRestoreStatus},
-    },
+    model::crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore, VolumeSnapshotRestoreStatus},
+    snapshot::Settings,
 };
 
 /// A pod that uses the claim being restored.

@@ -19,8 +19,8 @@ use crate::{
     driver::Progress,
     events::PodEvent,
     knobs::RESTORE_IN_PROGRESS,
-    snapshot::crd::{RestoreVolumeInfo, VolumeSnapshotRestore, VolumeSnapshotRestoreStatus},
-    webhook::mutate_pod::STORK_SCHEDULER,
+    model::STORK_SCHEDULER,
+    model::crd::{RestoreVolumeInfo, VolumeSnapshotRestore, VolumeSnapshotRestoreStatus},
 };
 
 /// Why the restore waits for a claim marked by `owner` (a restore), or by hand (`owner` empty).

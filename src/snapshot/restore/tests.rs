@@ -8,7 +8,7 @@ use crate::{
     driver::Progress,
     events::Severity,
     knobs::{RESTORE_IN_PROGRESS, RESTORE_OWNER_ANNOTATION},
-    snapshot::crd::{RestoreVolumeInfo, VolumeSnapshotRestoreStatus},
+    model::crd::{RestoreVolumeInfo, VolumeSnapshotRestoreStatus},
 };
 
 fn at(secs: i64) -> Timestamp {

@@ -50,7 +50,7 @@ impl Profile {
     /// `spec.schedulerName` of the pods.
     pub fn scheduler_name(self) -> &'static str {
         match self {
-            Profile::Stork => stork::webhook::mutate_pod::STORK_SCHEDULER,
+            Profile::Stork => stork::model::STORK_SCHEDULER,
             Profile::Default => "default-scheduler",
         }
     }

@@ -57,7 +57,13 @@ async fn the_mock_demo_installs_from_the_rendered_manifests_and_runs_as_its_serv
         let pod = wait_for(&format!("{pod_name} scheduled"), Duration::from_secs(120), || async {
             let pod = pods.get(&pod_name).await.map_err(|e| e.to_string())?;
             let node = pod.spec.as_ref().and_then(|s| s.node_name.clone());
-            node.map(|_| pod.clone()).ok_or_else(|| format!("{:?}; {}", pod.status, forbidden()))
+            if node.is_some() {
+                return Ok(pod);
+            }
+            // A pre-bound claim left Pending by the PV controller shows up here, not as a pod problem.
+            let claim = claims.get_opt(&format!("data-{pod_name}")).await.ok().flatten();
+            let phase = claim.and_then(|c| c.status).and_then(|s| s.phase);
+            Err(format!("{:?}; claim phase {phase:?}; {}", pod.status, forbidden()))
         })
         .await;
         let spec = pod.spec.expect("pod spec");

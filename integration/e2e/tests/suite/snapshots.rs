@@ -13,7 +13,7 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 use serde_json::json;
-use stork::snapshot::crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore};
+use stork::model::crd::{VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotRestore};
 use stork_e2e::{
     Cluster, kwok_nodes, namespace,
     objects::{WAIT, bound_claim, create, storage_class},

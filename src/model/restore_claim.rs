@@ -31,7 +31,7 @@ pub enum Readiness {
 
 impl SnapshotFacts {
     /// The facts of a `VolumeSnapshot` object.
-    pub fn of(snapshot: &crate::snapshot::crd::VolumeSnapshot) -> Self {
+    pub fn of(snapshot: &crate::model::crd::VolumeSnapshot) -> Self {
         let status = snapshot.status.as_ref();
         let readiness = match (status.and_then(|s| s.error()), status.is_some_and(|s| s.is_ready())) {
             (Some(e), _) => Readiness::Error(e.to_string()),
