@@ -1,5 +1,6 @@
 //! Filter + prioritize as the scheduler drives them (decode → decide → encode), in-process,
-//! at 100 / 500 / 1,000 / 5,000 nodes, names and full-node modes, 1 and 4 volumes per pod.
+//! at 100 / 500 / 1,000 / 5,000 nodes, names and full-node modes, 1 and 4 volumes per pod; and
+//! the node index builder's rebuild at 1,000 / 5,000 nodes.
 //!
 //! On a shared machine set `STORK_BENCH_CPU_TIME=1`: iterations are then timed in thread CPU
 //! time, which other processes competing for the cores do not inflate (their cache pollution
@@ -23,15 +24,18 @@ use stork::{
     synth::SynthCluster,
 };
 
+/// The extender's state with its node index built, as `serve`'s index builder keeps it.
 fn state(cluster: &SynthCluster) -> ExtenderState {
-    ExtenderState {
+    let state = ExtenderState {
         cluster: cluster.objects.clone().into_view(),
         driver: Arc::new(MockDriver::from_topology(cluster.topology.clone())),
         events: EventSink::log_only(),
         metrics: Metrics::new(),
         limits: Default::default(),
         client_auth: None,
-    }
+    };
+    stork::driver::node_index::refresh(state.driver.as_ref(), &state.cluster);
+    state
 }
 
 /// CPU time consumed by the calling thread.
@@ -83,6 +87,28 @@ fn bench(c: &mut Criterion) {
         }
     }
     group.finish();
+    index_rebuild(c);
+}
+
+/// The node index builder's work, off the request path since requests stopped building it:
+/// a first build, and a rebuild after a Node change (every unchanged entry reused).
+fn index_rebuild(c: &mut Criterion) {
+    let mut group = c.benchmark_group("node-index");
+    group.sample_size(20);
+    for nodes in [1_000usize, 5_000] {
+        let cluster = SynthCluster::new(nodes, 8);
+        let st = state(&cluster);
+        let inventory = st.driver.nodes().expect("inventory");
+        let published = inventory.node_index(&st.cluster).expect("built by state()");
+        let generation = st.cluster.node_generation();
+        group.bench_function(BenchmarkId::new("first-build", nodes), |b| {
+            b.iter(|| black_box(inventory.build_kube_nodes(&st.cluster, generation, None)))
+        });
+        group.bench_function(BenchmarkId::new("rebuild-after-a-change", nodes), |b| {
+            b.iter(|| black_box(inventory.build_kube_nodes(&st.cluster, generation + 1, Some(&published))))
+        });
+    }
+    group.finish();
 }
 
 /// Runs one case a fixed number of times (see the module doc).
@@ -96,7 +122,6 @@ fn profile(spec: &str) {
     let st = state(&cluster);
     let body = if *mode == "names" { cluster.names_args(volumes) } else { cluster.nodes_args(volumes) };
     let verb = rest.first().copied().unwrap_or("both");
-    // One warm-up call builds the node index, as the first request of a server does.
     let once = || {
         if verb != "prioritize" {
             black_box(filter_body(&st, black_box(&body), Deadline::NONE).expect("filter"));

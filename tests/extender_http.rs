@@ -19,7 +19,15 @@ const FILTER_NAMES: &str = include_str!("../examples/seed/filter-args.json");
 const PRIORITIZE_NAMES: &str = include_str!("../examples/seed/prioritize-args.json");
 const FILTER_NODES: &str = include_str!("data/filter-seed-nodes.json");
 
+/// The seed world with its node index built, as `serve`'s index builder keeps it.
 fn seed_state() -> ExtenderState {
+    let state = unindexed_seed_state();
+    stork::driver::node_index::refresh(state.driver.as_ref(), &state.cluster);
+    state
+}
+
+/// The seed world before the index builder has run.
+fn unindexed_seed_state() -> ExtenderState {
     let topology = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/seed/topology.yaml");
     ExtenderState {
         cluster: Objects::from_yaml(SEED_OBJECTS).expect("seed objects").into_view(),
@@ -45,6 +53,15 @@ async fn post_to(state: ExtenderState, path: &str, body: impl Into<web::Bytes>) 
     let resp = test::call_service(&app, req).await;
     let status = resp.status();
     (status, resp.into_body().try_into_bytes().unwrap_or_default())
+}
+
+#[actix_web::test]
+async fn answers_are_the_same_before_the_node_index_is_built_and_after() {
+    for (path, body) in [("/filter", FILTER_NAMES), ("/prioritize", PRIORITIZE_NAMES), ("/filter", FILTER_NODES)] {
+        let indexed = post_to(seed_state(), path, body).await;
+        let unindexed = post_to(unindexed_seed_state(), path, body).await;
+        assert_eq!(indexed, unindexed, "{path} answered differently without the node index");
+    }
 }
 
 fn json(bytes: &[u8]) -> Value {

@@ -2,7 +2,7 @@
 //! plus a per-inventory index of the cluster's cached Nodes (see [`KubeNodes`]).
 
 use std::sync::{
-    Arc, Mutex, PoisonError,
+    Arc,
     atomic::{AtomicU64, Ordering},
 };
 
@@ -57,10 +57,9 @@ pub struct NodeInventory {
     keys: Vec<NodeKeys>,
     /// The strings behind the keys.
     interned: HashMap<String, u32>,
-    /// The cluster's Nodes matched against this inventory; replaced when the Node cache changes.
+    /// The cluster's Nodes matched against this inventory, as last published by the index
+    /// builder ([`super::node_index`]); requests read it, never build it.
     kube: ArcSwapOption<KubeNodes>,
-    /// Held while rebuilding `kube`, so concurrent requests that see it stale build it once.
-    rebuild: Mutex<()>,
 }
 
 impl Default for NodeInventory {
@@ -82,7 +81,6 @@ impl NodeInventory {
             keys: Vec::new(),
             interned: HashMap::from_iter([(String::new(), Self::EMPTY_KEY)]),
             kube: ArcSwapOption::empty(),
-            rebuild: Mutex::new(()),
         };
         for (i, n) in inv.nodes.iter().enumerate() {
             inv.by_id.entry(n.id.clone()).or_default().push(i);
@@ -179,31 +177,40 @@ impl NodeInventory {
 }
 
 impl NodeInventory {
-    /// The cached Nodes of `cluster` matched against this inventory, exactly as [`Self::matches`]
-    /// matches them by name and addresses. Built on first use and again after any Node change
-    /// (reusing the entries of Nodes that did not change); lock-free while current.
-    pub fn kube_nodes(&self, cluster: &ClusterView) -> Arc<KubeNodes> {
-        let current = |k: &KubeNodes, generation| k.view == cluster.id() && k.generation == generation;
+    /// The published index of `cluster`'s Nodes matched against this inventory, however many
+    /// Node changes ago it was built; `None` before the first build for this inventory and view.
+    /// Lock-free, and never builds: the index builder ([`super::node_index::run`]) keeps it
+    /// current off the request path, and a reader copes with a stale one (a Node it does not
+    /// list is read from the cache; addresses that differ from the request's are matched again).
+    pub fn node_index(&self, cluster: &ClusterView) -> Option<Arc<KubeNodes>> {
+        self.kube.load_full().filter(|k| k.view == cluster.id())
+    }
+
+    /// Whether the published index (if any) predates the Node cache's current state.
+    pub fn node_index_is_stale(&self, cluster: &ClusterView) -> bool {
+        self.node_index(cluster).is_none_or(|k| k.generation != cluster.node_generation())
+    }
+
+    /// Builds the index if the Node cache changed since the published one, reusing the entries of
+    /// Nodes that did not change, and publishes it. Meant for one caller at a time (the builder
+    /// task, tests, a benchmark's warm-up): concurrent callers may publish out of order.
+    pub fn refresh_node_index(&self, cluster: &ClusterView) -> Arc<KubeNodes> {
         // The generation is read before the Nodes: a change after this read bumps it again.
         let generation = cluster.node_generation();
-        if let Some(k) = self.kube.load_full()
-            && current(&k, generation)
-        {
-            return k;
-        }
-        let _rebuilding = self.rebuild.lock().unwrap_or_else(PoisonError::into_inner);
-        let generation = cluster.node_generation();
-        let previous = self.kube.load_full();
-        if let Some(k) = previous.as_ref().filter(|k| current(k, generation)) {
+        let previous = self.node_index(cluster);
+        if let Some(k) = previous.as_ref().filter(|k| k.generation == generation) {
             return k.clone();
         }
-        let reusable = previous.as_deref().filter(|k| k.view == cluster.id());
-        let built = Arc::new(self.build_kube_nodes(cluster, generation, reusable));
+        let built = Arc::new(self.build_kube_nodes(cluster, generation, previous.as_deref()));
         self.kube.store(Some(built.clone()));
         built
     }
 
-    fn build_kube_nodes(&self, cluster: &ClusterView, generation: u64, previous: Option<&KubeNodes>) -> KubeNodes {
+    /// Builds an index of `cluster`'s Nodes at Node generation `generation`, taking the entries
+    /// of unchanged Nodes from `previous` (pure: nothing is published).
+    pub fn build_kube_nodes(&self, cluster: &ClusterView, generation: u64, previous: Option<&KubeNodes>) -> KubeNodes {
+        // Match indices refer to one inventory, and Node Arcs to one view's stores.
+        let previous = previous.filter(|p| p.inventory == self.id && p.view == cluster.id());
         let nodes = cluster.nodes();
         let mut by_name = HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
         let mut scratch = Vec::new();

@@ -76,7 +76,7 @@ fn the_node_index_answers_what_matching_each_cached_node_answers() {
     apply(&mut writers, k8s_node("k8s-a", &[], Some("true")));
     apply(&mut writers, k8s_node("x", &[("Hostname", "bb.lan"), ("ExternalIP", "10.0.0.1")], Some("nope")));
     apply(&mut writers, k8s_node("plain", &[("InternalIP", "192.168.0.1")], None));
-    let index = inv.kube_nodes(&view);
+    let index = inv.refresh_node_index(&view);
     assert_eq!((index.inventory(), index.len()), (inv.id(), 3));
     assert_eq!(indexed(&index, &inv, "k8s-a").unwrap(), matched(&inv, "k8s-a", &[]));
     assert_eq!(indexed(&index, &inv, "x").unwrap(), ["bb"]);
@@ -95,20 +95,52 @@ fn the_node_index_is_kept_while_nodes_are_unchanged_and_rebuilt_after_a_node_cha
     let (view, mut writers) = ClusterView::new();
     apply(&mut writers, k8s_node("n1", &[("Hostname", "a")], None));
     apply(&mut writers, k8s_node("n2", &[], None));
-    let first = inv.kube_nodes(&view);
-    assert!(Arc::ptr_eq(&first, &inv.kube_nodes(&view)), "no change, same index");
+    let first = inv.refresh_node_index(&view);
+    assert!(Arc::ptr_eq(&first, &inv.refresh_node_index(&view)), "no change, same index");
 
     apply(&mut writers, k8s_node("n2", &[("InternalIP", "10.0.0.2")], Some("true")));
     view.node_changed();
-    let second = inv.kube_nodes(&view);
+    let second = inv.refresh_node_index(&view);
     assert_eq!(indexed(&second, &inv, "n2").unwrap(), ["bb"]);
     assert!(second.get("n2").unwrap().storage_unschedulable());
     assert_eq!(indexed(&second, &inv, "n1").unwrap(), ["a"]);
 
     // Another view of other stores never sees this view's nodes.
     let (other, _w) = ClusterView::new();
-    assert!(inv.kube_nodes(&other).is_empty());
-    assert_eq!(inv.kube_nodes(&view).len(), 2);
+    assert!(inv.refresh_node_index(&other).is_empty());
+    assert_eq!(inv.refresh_node_index(&view).len(), 2);
+}
+
+#[test]
+fn readers_get_the_published_index_as_it_is_and_only_a_refresh_builds_one() {
+    let inv = NodeInventory::new(vec![dn("a", NodeStatus::Online)]);
+    let (view, mut writers) = ClusterView::new();
+    apply(&mut writers, k8s_node("n1", &[("Hostname", "a")], None));
+    view.node_changed();
+    assert!(inv.node_index(&view).is_none(), "reading never builds");
+    assert!(inv.node_index_is_stale(&view));
+
+    let built = inv.refresh_node_index(&view);
+    assert!(!inv.node_index_is_stale(&view));
+    apply(&mut writers, k8s_node("n2", &[], None));
+    view.node_changed();
+    let served = inv.node_index(&view).expect("published");
+    assert!(Arc::ptr_eq(&built, &served), "a stale index is still served");
+    assert!(inv.node_index_is_stale(&view) && served.get("n2").is_none());
+}
+
+#[test]
+fn the_builder_step_publishes_an_index_of_the_driver_s_current_inventory() {
+    use crate::{
+        driver::{Driver, node_index},
+        fixtures::{World, dnode},
+    };
+    let (view, driver) = World::new().driver_nodes([dnode("n1"), dnode("n2")]).build();
+    let inventory = driver.nodes().expect("inventory");
+    assert!(inventory.node_index(&view).is_none());
+    node_index::refresh(&driver, &view);
+    let index = inventory.node_index(&view).expect("published by the builder step");
+    assert_eq!((index.inventory(), index.len()), (inventory.id(), 2));
 }
 
 #[test]

@@ -6,6 +6,7 @@
 pub mod csi;
 mod inventory;
 pub mod mock;
+pub mod node_index;
 mod snapshots;
 mod types;
 

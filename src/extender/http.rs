@@ -141,8 +141,9 @@ fn with_request<R>(
     if !span.is_disabled() {
         span.record("pod", crate::text::Untrusted(&pod.display_name()).to_string());
     }
-    // Without driver nodes there is nothing to match; decisions then read the cache directly.
-    let index = state.driver.nodes().ok().map(|inventory| inventory.kube_nodes(&state.cluster));
+    // Published by the index builder, never built here. Without one (no driver nodes, or the
+    // builder has not caught up with a new inventory) decisions read the cache directly.
+    let index = state.driver.nodes().ok().and_then(|inventory| inventory.node_index(&state.cluster));
     let index = index.as_deref();
     if let Some(list) = &args.nodes {
         let candidates: Vec<Candidate<'_>> = list
@@ -168,16 +169,21 @@ fn with_request<R>(
             names.iter().zip(&cached).map(|(name, node)| Candidate::from_cache(name, node.as_deref())).collect();
         return decide(&pod, &candidates, None);
     };
+    let indexed: Vec<_> = names.iter().map(|name| index.get(name)).collect();
+    // A Node added since the index was built is read from the cache.
+    let added: Vec<_> =
+        names.iter().zip(&indexed).map(|(name, ix)| ix.is_none().then(|| state.cluster.node(name)).flatten()).collect();
     let candidates: Vec<Candidate<'_>> = names
         .iter()
-        .map(|name| match index.get(name) {
+        .zip(indexed.iter().zip(&added))
+        .map(|(name, (ix, node))| match ix {
             Some(cached) => Candidate {
                 name,
                 addresses: Vec::new(),
                 storage_unschedulable: cached.storage_unschedulable(),
                 indexed: Some(Indexed { inventory: index.inventory(), matches: cached.matches(), from_cache: true }),
             },
-            None => Candidate::from_cache(name, None),
+            None => Candidate::from_cache(name, node.as_deref()),
         })
         .collect();
     decide(&pod, &candidates, None)

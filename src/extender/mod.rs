@@ -57,7 +57,7 @@ pub struct Candidate<'a> {
     pub indexed: Option<Indexed<'a>>,
 }
 
-/// Driver matches of a candidate taken from [`NodeInventory::kube_nodes`].
+/// Driver matches of a candidate taken from [`NodeInventory::node_index`].
 #[derive(Debug, Clone, Copy)]
 pub struct Indexed<'a> {
     /// The [`NodeInventory::id`] the indices refer to.
