@@ -10,6 +10,8 @@ mod fixtures;
 mod harness;
 mod latency;
 mod report;
+mod response;
+mod stream;
 
 use std::{path::PathBuf, process::ExitCode};
 

@@ -2,15 +2,20 @@
 //! kube clients, and helpers that wait for state by polling with a deadline.
 
 pub mod bench;
+mod boot;
 mod certs;
 mod cluster;
 pub mod deploy;
 pub mod https;
+mod install;
+mod locate;
 pub mod objects;
 pub mod placement;
 mod procs;
 pub mod provisioner;
+mod readiness;
 pub mod replica;
+mod stork_cmd;
 
 use std::{fmt::Debug, future::Future, path::Path, time::Duration};
 

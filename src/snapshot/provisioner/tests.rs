@@ -1,22 +1,19 @@
-use std::{collections::BTreeMap, sync::Mutex};
+//! Provisioner tests: shared fixtures, which claims are ours, and the restore plan a claim gets
+//! (snapshot lookup, cross-namespace rules, snapshot and data checks), plus the retry bookkeeping.
+//! The PV built for a restore, the delete decision and the driver call are in `tests_pv.rs`.
 
-use async_trait::async_trait;
-use k8s_openapi::{
-    api::core::v1::{CSIPersistentVolumeSource, PersistentVolumeSpec, PersistentVolumeStatus},
-    apimachinery::pkg::{
-        api::resource::Quantity,
-        apis::meta::v1::{LabelSelector, Time},
-    },
-};
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, Time};
 
 use super::*;
-use crate::{
-    driver::{DriverSnapshot, Progress, Volume},
-    knobs::{
-        RESTORE_NAMESPACES_ANNOTATION, RESTORE_NAMESPACES_ANNOTATION_OLD, SNAPSHOT_ANNOTATION,
-        SOURCE_NAMESPACE_ANNOTATION, SOURCE_NAMESPACE_ANNOTATION_OLD,
-    },
+use crate::knobs::{
+    RESTORE_NAMESPACES_ANNOTATION, RESTORE_NAMESPACES_ANNOTATION_OLD, SNAPSHOT_ANNOTATION, SOURCE_NAMESPACE_ANNOTATION,
+    SOURCE_NAMESPACE_ANNOTATION_OLD,
 };
+
+#[path = "tests_pv.rs"]
+mod pv;
 
 const DRIVER: &str = "mock";
 
@@ -263,100 +260,6 @@ fn a_valid_claim_plans_a_restore_into_a_volume_named_after_the_claim_uid() {
     assert_eq!(plan.parameters["repl"], "2");
 }
 
-fn csi_source(volume_id: &str) -> PersistentVolumeSpec {
-    PersistentVolumeSpec {
-        csi: Some(CSIPersistentVolumeSource {
-            driver: "mock.stork.libopenstorage.org".into(),
-            volume_handle: volume_id.into(),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
-}
-
-fn built(c: &StorageClass, pvc: &PersistentVolumeClaim) -> PersistentVolume {
-    let plan = plan_provision(pvc, c, Some(&snapshot()), Some(&data()), DRIVER).unwrap();
-    build_pv(&plan, pvc, c, csi_source(&plan.pv_name))
-}
-
-#[test]
-fn the_pv_is_pre_bound_to_the_claim_by_uid_and_marked_as_stork_snapshots() {
-    let pv = built(&class(), &claim());
-    assert_eq!(pv.metadata.name.as_deref(), Some("pvc-7d0e3c4b-1111-4a2b-9c3d-0123456789ab"));
-    let a = pv.metadata.annotations.as_ref().unwrap();
-    assert_eq!(a[PROVISIONED_BY], "stork-snapshot");
-    assert_eq!(a[IDENTITY_ANNOTATION], "stork");
-    let spec = pv.spec.unwrap();
-    let r = spec.claim_ref.unwrap();
-    assert_eq!(
-        (r.api_version.as_deref(), r.kind.as_deref(), r.namespace.as_deref(), r.name.as_deref(), r.uid.as_deref()),
-        (
-            Some("v1"),
-            Some("PersistentVolumeClaim"),
-            Some("default"),
-            Some("mysql-restored"),
-            Some("7d0e3c4b-1111-4a2b-9c3d-0123456789ab")
-        )
-    );
-    assert_eq!(spec.storage_class_name.as_deref(), Some("stork-snapshot-sc"));
-    assert_eq!(spec.csi.unwrap().volume_handle, "pvc-7d0e3c4b-1111-4a2b-9c3d-0123456789ab", "the driver's source");
-    assert!(spec.node_affinity.is_none(), "locality is the extender's job");
-}
-
-#[test]
-fn the_pv_takes_the_reclaim_policy_of_the_class_and_defaults_to_delete() {
-    let mut c = class();
-    c.reclaim_policy = None;
-    assert_eq!(built(&c, &claim()).spec.unwrap().persistent_volume_reclaim_policy.as_deref(), Some("Delete"));
-    c.reclaim_policy = Some("Retain".into());
-    c.mount_options = Some(vec!["noatime".into()]);
-    let spec = built(&c, &claim()).spec.unwrap();
-    assert_eq!(spec.persistent_volume_reclaim_policy.as_deref(), Some("Retain"));
-    assert_eq!(spec.mount_options, Some(vec!["noatime".to_string()]));
-}
-
-#[test]
-fn the_pv_takes_size_access_modes_and_volume_mode_from_the_claim() {
-    let mut pvc = claim();
-    let s = pvc.spec.as_mut().unwrap();
-    s.access_modes = Some(vec!["ReadWriteOnce".into(), "ReadOnlyMany".into()]);
-    s.volume_mode = Some("Block".into());
-    let spec = built(&class(), &pvc).spec.unwrap();
-    assert_eq!(spec.capacity.unwrap()["storage"], Quantity("2Gi".into()));
-    assert_eq!(spec.access_modes.unwrap(), ["ReadWriteOnce", "ReadOnlyMany"]);
-    assert_eq!(spec.volume_mode.as_deref(), Some("Block"));
-}
-
-#[test]
-fn only_a_released_stork_snapshot_pv_with_reclaim_delete_and_stork_identity_is_deleted() {
-    let volume_id = "pvc-7d0e3c4b-1111-4a2b-9c3d-0123456789ab".to_string();
-    assert_eq!(delete_decision(&released_pv()), DeleteDecision::Delete { volume_id });
-    let with = |f: &dyn Fn(&mut PersistentVolume)| {
-        let mut pv = released_pv();
-        f(&mut pv);
-        delete_decision(&pv)
-    };
-    let ignore = |d: DeleteDecision| matches!(d, DeleteDecision::Ignore(_));
-    assert!(ignore(with(&|pv| annotate(pv, PROVISIONED_BY, Some("ebs.csi.aws.com")))));
-    assert!(ignore(with(&|pv| annotate(pv, PROVISIONED_BY, None))));
-    assert!(ignore(with(
-        &|pv| pv.status = Some(PersistentVolumeStatus { phase: Some("Bound".into()), ..Default::default() })
-    )));
-    assert!(ignore(with(&|pv| pv.status = None)));
-    assert!(ignore(with(&|pv| pv.spec.as_mut().unwrap().persistent_volume_reclaim_policy = Some("Retain".into()))));
-    assert!(ignore(with(&|pv| pv.spec.as_mut().unwrap().persistent_volume_reclaim_policy = None)), "API default");
-    assert!(ignore(with(&|pv| annotate(pv, IDENTITY_ANNOTATION, Some("another-stork")))));
-    assert_eq!(with(&|pv| annotate(pv, IDENTITY_ANNOTATION, None)), DeleteDecision::MissingIdentity);
-}
-
-#[test]
-fn a_pv_without_a_csi_handle_is_deleted_by_its_name() {
-    let mut pv = released_pv();
-    pv.metadata.name = Some("pvc-restored".into());
-    pv.spec.as_mut().unwrap().csi = None;
-    assert_eq!(delete_decision(&pv), DeleteDecision::Delete { volume_id: "pvc-restored".into() });
-}
-
 #[test]
 fn a_snapshot_change_wakes_only_the_waiting_claims_that_name_it() {
     let waiting = claim();
@@ -391,80 +294,4 @@ fn a_waiting_claim_is_told_once_per_state_and_a_failure_resets_what_was_told() {
     assert!(t.tell_once("u", "waiting"), "the state changed in between");
     t.forget("u");
     assert_eq!(t.failed("u", "boom"), 1, "success starts the backoff afresh");
-}
-
-/// A restore the fake driver was asked for: snapshot id, volume id, parameters.
-type RestoreCall = (String, String, BTreeMap<String, String>);
-
-/// A snapshot driver that records restores and fails on request.
-#[derive(Default)]
-struct FakeDriver {
-    restores: Mutex<Vec<RestoreCall>>,
-    fail: Option<SnapshotError>,
-}
-
-#[async_trait]
-impl SnapshotDriver for FakeDriver {
-    async fn create_snapshot(
-        &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, String>,
-    ) -> Result<DriverSnapshot, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn snapshot(&self, _: &str) -> Result<Option<DriverSnapshot>, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn delete_snapshot(&self, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn restore_volume(
-        &self,
-        snapshot_id: &str,
-        volume_id: &str,
-        parameters: &BTreeMap<String, String>,
-    ) -> Result<Volume, SnapshotError> {
-        if let Some(e) = &self.fail {
-            return Err(e.clone());
-        }
-        self.restores.lock().unwrap().push((snapshot_id.into(), volume_id.into(), parameters.clone()));
-        Ok(Volume { id: volume_id.into(), ..Volume::default() })
-    }
-    async fn delete_volume(&self, _: &str) -> Result<(), SnapshotError> {
-        Ok(())
-    }
-    async fn start_in_place_restore(&self, _: &str, _: &str, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn in_place_restore_status(&self, _: &str) -> Result<Progress, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn cleanup_in_place_restore(&self, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    fn pv_source(&self, volume_id: &str) -> PersistentVolumeSpec {
-        csi_source(volume_id)
-    }
-}
-
-#[tokio::test]
-async fn a_restore_asks_the_driver_for_the_claims_volume_and_builds_the_pv_on_its_source() {
-    let driver = FakeDriver::default();
-    let mut c = class();
-    c.parameters = Some(BTreeMap::from([("repl".to_string(), "3".to_string())]));
-    let plan = plan_provision(&claim(), &c, Some(&snapshot()), Some(&data()), DRIVER).unwrap();
-    let pv = restore(&driver, &plan, &claim(), &c).await.unwrap();
-    let calls = driver.restores.lock().unwrap().clone();
-    assert_eq!(calls, [("snap-2f3c5e1a".to_string(), plan.pv_name.clone(), c.parameters.clone().unwrap())]);
-    assert_eq!(pv.spec.unwrap().csi.unwrap().volume_handle, plan.pv_name);
-}
-
-#[tokio::test]
-async fn a_driver_failure_names_the_snapshot_in_the_claims_event() {
-    let driver = FakeDriver { fail: Some(SnapshotError::Failed("pool offline".into())), ..FakeDriver::default() };
-    let plan = plan_provision(&claim(), &class(), Some(&snapshot()), Some(&data()), DRIVER).unwrap();
-    let err = restore(&driver, &plan, &claim(), &class()).await.unwrap_err();
-    let msg = err.to_string();
-    assert!(msg.contains("default/mysql-snapshot") && msg.contains("pool offline"), "{msg}");
 }

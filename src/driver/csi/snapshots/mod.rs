@@ -21,11 +21,12 @@
 //! server directly is fine. Decisions are the pure functions; [`CsiSnapshots`] fetches and acts.
 //!
 //! Layout: the client-side CSI kube types and the stored restore record are in `types`, the pure
-//! builders and state mappings in `build`, and the restore's API side effects (helper claim,
-//! record store, clean-up) in `restore`; this file holds [`CsiSnapshots`] and its
-//! [`SnapshotDriver`] implementation.
+//! snapshot builders, state mappings and name rules in `build`, the pure restore builders in
+//! `build_restore`, and the restore's API side effects (helper claim, record store, clean-up) in
+//! `restore`; this file holds [`CsiSnapshots`] and its [`SnapshotDriver`] implementation.
 
 mod build;
+mod build_restore;
 mod restore;
 mod types;
 
@@ -45,11 +46,11 @@ use kube::{
     api::{DeleteParams, ListParams, PostParams},
 };
 
-use self::build::{check_class, is_snapshot_id};
+use self::{build::is_snapshot_id, build_restore::check_class};
 pub use self::{
-    build::{
-        claim_of, class_fits, csi_snapshot, deleter_pv, driver_snapshot, helper_pvc, helper_state, is_label_key,
-        is_object_name, parse_records, pv_source_of, record_from_pv, restorable, restore_request, state_of,
+    build::{claim_of, csi_snapshot, driver_snapshot, is_label_key, is_object_name, restorable, state_of},
+    build_restore::{
+        class_fits, deleter_pv, helper_pvc, helper_state, parse_records, pv_source_of, record_from_pv, restore_request,
     },
     types::{
         CsiSnapshotError, CsiSnapshotSource, CsiVolumeSnapshot, CsiVolumeSnapshotContent, CsiVolumeSnapshotContentSpec,

@@ -15,7 +15,7 @@ use kube::{
 
 use super::{
     CsiSnapshots, HELPER_PREFIX, RESTORES_CONFIGMAP, RestoreRecord, RestoreRequest, api_failure,
-    build::{helper_pvc, is_helper_pv, lookup, parse_records, reclaim_policy},
+    build_restore::{helper_pvc, is_helper_pv, lookup, parse_records, reclaim_policy},
 };
 use crate::driver::SnapshotError;
 

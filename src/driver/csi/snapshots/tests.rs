@@ -18,7 +18,7 @@ use k8s_openapi::{
 };
 use kube::{Client, ResourceExt};
 
-use super::{build::*, *};
+use super::{build::*, build_restore::*, *};
 use crate::{
     cluster::ClusterView,
     driver::{SnapshotDriver, SnapshotError, SnapshotState},
