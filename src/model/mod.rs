@@ -3,6 +3,7 @@
 //! snapshot) import this module and the read model (`cluster`, `driver`), never each other; this
 //! module imports no surface (`tests/architecture.rs` keeps it so).
 
+pub mod backoff;
 pub mod crd;
 pub mod restore_claim;
 

@@ -40,6 +40,7 @@ use serde_json::{Value, json};
 use tracing::{Span, instrument};
 
 use super::{Context, Error};
+use crate::model::backoff::backoff;
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
@@ -78,11 +79,6 @@ pub fn status_patch(status: &SnapshotStatus) -> Value {
     json!({ "status": status })
 }
 
-/// The wait before re-check number `attempt` (1-based) of an unsettled snapshot.
-pub fn backoff(retry: Duration, attempt: u32) -> Duration {
-    retry.saturating_mul(1 << attempt.saturating_sub(1).min(16)).min(MAX_BACKOFF.max(retry))
-}
-
 /// The controller's state: the context plus consecutive unsettled reconciles per snapshot.
 struct Shared {
     ctx: Arc<Context>,
@@ -100,7 +96,7 @@ impl Shared {
             Requeue::Soon => {
                 let n = attempts.entry(key.to_string()).or_default();
                 *n = n.saturating_add(1);
-                Action::requeue(backoff(self.ctx.settings.retry, *n))
+                Action::requeue(backoff(self.ctx.settings.retry, MAX_BACKOFF, *n))
             }
         }
     }

@@ -285,7 +285,7 @@ fn conditions_keep_one_entry_per_type_and_their_time_until_the_status_changes() 
 #[test]
 fn retries_back_off_from_the_retry_interval_to_a_minute() {
     let retry = Duration::from_secs(2);
-    let waits: Vec<u64> = (1..=7).map(|n| backoff(retry, n).as_secs()).collect();
+    let waits: Vec<u64> = (1..=7).map(|n| backoff(retry, MAX_BACKOFF, n).as_secs()).collect();
     assert_eq!(waits, [2, 4, 8, 16, 32, 60, 60]);
-    assert_eq!(backoff(retry, u32::MAX), MAX_BACKOFF);
+    assert_eq!(backoff(retry, MAX_BACKOFF, u32::MAX), MAX_BACKOFF);
 }

@@ -37,6 +37,7 @@ use kube::{
 };
 
 use super::Context;
+use crate::model::backoff::backoff;
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
@@ -269,7 +270,7 @@ fn on_claim_error(pvc: Arc<PersistentVolumeClaim>, err: &Failure, s: Arc<Shared<
     let failures = s.tracker.failed(&uid, &msg);
     let delay = match err {
         Failure::Invalid(e) if e.is_permanent() => PERMANENT_REQUEUE,
-        _ => backoff(s.ctx.settings.retry, failures),
+        _ => backoff(s.ctx.settings.retry, MAX_BACKOFF, failures),
     };
     tracing::warn!(%ns, %name, error = %msg, failures, retry_in = ?delay, "restore claim not provisioned");
     s.ctx.events.send_about(pvc.object_ref(&()), "Provisioning", PodEvent::warning("ProvisioningFailed", msg));
@@ -320,7 +321,7 @@ fn on_volume_error(pv: Arc<PersistentVolume>, err: &Failure, s: Arc<Shared<Persi
     let msg = err.to_string();
     s.tracker.prune(&s.objects);
     let failures = s.tracker.failed(&uid, &msg);
-    let delay = backoff(s.ctx.settings.retry, failures);
+    let delay = backoff(s.ctx.settings.retry, MAX_BACKOFF, failures);
     tracing::warn!(pv = %pv.name_any(), error = %msg, failures, retry_in = ?delay, "restore volume not deleted");
     s.ctx.events.send_about(pv.object_ref(&()), "Deleting", PodEvent::warning("VolumeFailedDelete", msg));
     Action::requeue(delay)

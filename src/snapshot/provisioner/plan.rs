@@ -1,7 +1,7 @@
 //! Pure decisions of the restore provisioner: is a claim ours, is it valid, what PV to create,
 //! is a released PV ours to delete.
 
-use std::{collections::BTreeMap, sync::Arc, time::Duration};
+use std::{collections::BTreeMap, sync::Arc};
 
 use k8s_openapi::api::{
     core::v1::{ObjectReference, PersistentVolume, PersistentVolumeClaim, PersistentVolumeSpec},
@@ -9,7 +9,7 @@ use k8s_openapi::api::{
 };
 use kube::{api::ObjectMeta, runtime::reflector::ObjectRef};
 
-use super::{IDENTITY_ANNOTATION, MAX_BACKOFF, PROVISIONED_BY, PROVISIONER_IDENTITY, STORAGE_PROVISIONER_ANNOTATIONS};
+use super::{IDENTITY_ANNOTATION, PROVISIONED_BY, PROVISIONER_IDENTITY, STORAGE_PROVISIONER_ANNOTATIONS};
 use crate::{
     knobs::{SNAPSHOT_ANNOTATION, SNAPSHOT_PROVISIONER},
     model::crd::{VolumeSnapshot, VolumeSnapshotData},
@@ -328,10 +328,4 @@ pub fn claims_naming(
         .filter(|c| snapshot_source(c).is_ok_and(|s| Some(s.namespace.as_str()) == ns && Some(s.name.as_str()) == name))
         .map(|c| ObjectRef::from_obj(c.as_ref()))
         .collect()
-}
-
-/// Delay before retry number `failures` (1-based): `base` doubling up to [`MAX_BACKOFF`].
-pub fn backoff(base: Duration, failures: u32) -> Duration {
-    let factor = 1u32.checked_shl(failures.saturating_sub(1)).unwrap_or(u32::MAX);
-    base.saturating_mul(factor).min(MAX_BACKOFF).max(base.min(MAX_BACKOFF))
 }

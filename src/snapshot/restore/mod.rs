@@ -37,6 +37,7 @@ use kube::{
 };
 
 use super::{Context, Error};
+use crate::model::backoff::backoff;
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,

@@ -292,8 +292,3 @@ pub fn hold_patch(claim: &ClaimRef, owner: Option<&str>) -> Value {
     }
     json!({ "metadata": metadata })
 }
-
-/// Delay before retrying after `failures` consecutive errors: `base` doubling, at most `cap`.
-pub fn backoff(base: Duration, cap: Duration, failures: u32) -> Duration {
-    base.saturating_mul(1 << failures.saturating_sub(1).min(16)).min(cap.max(base))
-}
