@@ -276,34 +276,15 @@ impl Default for SelfSignedArgs {
     }
 }
 
-/// Parses `90` (seconds) or a sum of `<number><unit>` with units `s`, `m`, `h`, `d`: `1d12h`.
+/// Parses `90` (seconds, as Stork's flags take them) or a humantime duration: `90s`, `15m`,
+/// `720h`, `30d`, `1d12h`, `500ms`.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
     if let Ok(secs) = text.parse::<u64>() {
         return Ok(Duration::from_secs(secs));
     }
-    let invalid = || format!("invalid duration {text:?}: use seconds, or e.g. 90s, 15m, 720h, 30d, 1d12h");
-    let (mut total, mut digits) = (0u64, String::new());
-    for c in text.chars() {
-        if c.is_ascii_digit() {
-            digits.push(c);
-            continue;
-        }
-        let unit = match c {
-            's' => 1,
-            'm' => 60,
-            'h' => 3600,
-            'd' => 24 * 3600,
-            _ => return Err(invalid()),
-        };
-        let n: u64 = digits.parse().map_err(|_| invalid())?;
-        total = n.checked_mul(unit).and_then(|secs| total.checked_add(secs)).ok_or_else(invalid)?;
-        digits.clear();
-    }
-    if !digits.is_empty() || text.is_empty() {
-        return Err(invalid());
-    }
-    Ok(Duration::from_secs(total))
+    humantime::parse_duration(text)
+        .map_err(|e| format!("invalid duration {text:?} ({e}): use seconds, or e.g. 90s, 15m, 720h, 30d, 1d12h"))
 }
 
 /// `stork demo`.
