@@ -21,8 +21,8 @@ use stork::{
         limits::Deadline,
     },
     metrics::Metrics,
-    synth::SynthCluster,
 };
+use stork_synth::SynthCluster;
 
 /// The extender's state with its node index built, as `serve`'s index builder keeps it.
 fn state(cluster: &SynthCluster) -> ExtenderState {

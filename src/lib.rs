@@ -1,13 +1,15 @@
 //! stork: a storage-aware scheduling companion for Kubernetes.
 //!
-//! Surfaces: the scheduler extender ([`extender`]), and the admin endpoints ([`server`]).
-//! Decisions read cached state only: [`cluster::ClusterView`] and a [`driver::Driver`].
+//! Surfaces: the scheduler extender ([`extender`]), the admission webhooks ([`webhook`]), the
+//! health monitor ([`monitor`]) and the snapshot controllers ([`snapshot`]), served by
+//! [`server`] and wired together by [`app`]. They share [`model`] (types and rules),
+//! [`cluster`] (cached Kubernetes objects) and [`driver`] (the storage system), and never import
+//! each other (`tests/architecture.rs`). Decisions read cached state only.
 
 pub mod app;
 pub mod body;
 pub mod cli;
 pub mod cluster;
-pub mod demo;
 pub mod driver;
 pub mod events;
 pub mod extender;
@@ -20,7 +22,6 @@ pub mod model;
 pub mod monitor;
 pub mod server;
 pub mod snapshot;
-pub mod synth;
 pub mod telemetry;
 pub mod text;
 pub mod tls;

@@ -1,9 +1,13 @@
+mod cmd;
+
 use clap::Parser;
 use stork::{
     app,
     cli::{Cli, Command},
-    demo, telemetry, tls,
+    telemetry, tls,
 };
+
+use crate::cmd::demo;
 
 // The caches hold hundreds of thousands of small strings: jemalloc's size classes (no per-chunk
 // header, less fragmentation between the loader's transient and kept allocations) cut the RSS

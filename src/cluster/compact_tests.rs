@@ -67,8 +67,10 @@ fn a_cached_volume_keeps_its_source_affinity_and_claim_and_drops_the_bulk() {
 
 #[test]
 fn usual_claims_and_volumes_are_cached_without_a_boxed_remainder() {
-    let pvc: PersistentVolumeClaim = serde_json::from_value(crate::synth::pvc_json(7)).unwrap();
-    let pv: PersistentVolume = serde_json::from_value(crate::synth::pv_json(7)).unwrap();
+    // As the benchmarks' synthetic cluster writes them (`stork-synth`).
+    let pvc: PersistentVolumeClaim =
+        serde_json::from_str(include_str!("../../tests/data/cluster/usual-pvc.json")).unwrap();
+    let pv: PersistentVolume = serde_json::from_str(include_str!("../../tests/data/cluster/usual-pv.json")).unwrap();
     let (cached_pvc, cached_pv) = (CachedPvc::pack(pvc.clone()), CachedPv::pack(pv.clone()));
     assert!(cached_pvc.rest.is_none() && cached_pv.rest.is_none(), "a full typed object per entry is what costs");
     assert_eq!(*cached_pvc.get(), pvc);

@@ -3,7 +3,7 @@
 
 use std::{io::Write, path::Path, time::Duration};
 
-use stork::synth::SynthCluster;
+use stork_synth::SynthCluster;
 
 use crate::{
     fixtures::{self, Mode},

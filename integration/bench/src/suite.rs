@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::{Context, bail, ensure};
-use stork::synth::SynthCluster;
+use stork_synth::SynthCluster;
 
 use crate::{
     fixtures::{self, Mode},

@@ -1,11 +1,11 @@
 //! Seed inputs: the repository's own fixtures (recorded AdmissionReviews and ExtenderArgs, the
-//! example and manifest YAML, mock topologies) plus a few bodies `stork::synth` generates.
+//! example and manifest YAML, mock topologies) plus a few bodies `stork_synth` generates.
 //! Each seed is parsed once, here, into a [`Node`] tree for the structure-aware mutations.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use stork::synth::{self, SynthCluster};
+use stork_synth::{self as synth, SynthCluster};
 
 use crate::mutate::{
     Style,

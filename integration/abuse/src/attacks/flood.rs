@@ -17,8 +17,8 @@ use std::{
 
 use anyhow::Context;
 use serde_json::{Value, json};
-use stork::synth::{self, SynthCluster};
 use stork_bench::stork::Extra;
+use stork_synth::{self as synth, SynthCluster};
 
 use crate::{
     client::{Conn, Request},

@@ -15,9 +15,9 @@ use stork::{
     events::EventSink,
     extender::{http::ExtenderState, limits::ExtenderLimits},
     metrics::Metrics,
-    synth::SynthCluster,
     webhook::{WebhookConfig, WebhookState},
 };
+use stork_synth::SynthCluster;
 
 use crate::corpus::{self, Corpus, Family, Seed, repo_root};
 pub use extender::Extender;

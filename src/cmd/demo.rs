@@ -11,17 +11,17 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::{
+use stork::{
     app,
     cli::{DemoArgs, DriverKind, ServeArgs},
     driver::{Driver, NodeStatus},
     extender::wire::HostPriority,
 };
 
-const TOPOLOGY: &str = include_str!("../examples/seed/topology.yaml");
-const TOPOLOGY_N2_OFFLINE: &str = include_str!("../examples/seed/topology-n2-offline.yaml");
-const OBJECTS: &str = include_str!("../examples/seed/objects.yaml");
-const POD: &str = include_str!("../examples/seed/pod.json");
+const TOPOLOGY: &str = include_str!("../../examples/seed/topology.yaml");
+const TOPOLOGY_N2_OFFLINE: &str = include_str!("../../examples/seed/topology-n2-offline.yaml");
+const OBJECTS: &str = include_str!("../../examples/seed/objects.yaml");
+const POD: &str = include_str!("../../examples/seed/pod.json");
 const NODES: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
 
 /// Runs the demo; with `--once` it exits after printing, else it serves until Ctrl-C.
@@ -49,7 +49,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         tls_key: None,
         namespace: "kube-system".into(),
         self_signed: Default::default(),
-        webhook_skip_annotation: crate::webhook::DEFAULT_SKIP_ANNOTATION.into(),
+        webhook_skip_annotation: stork::webhook::DEFAULT_SKIP_ANNOTATION.into(),
         webhook_exclude_namespace: vec!["kube-system".into()],
         webhook_claim_wait: std::time::Duration::ZERO,
         limits: Default::default(),

@@ -6,7 +6,7 @@ use std::io::Write;
 
 use serde_json::{Value, json};
 
-use crate::{
+use stork::{
     cluster::Objects,
     driver::mock::{PROVISIONER, Topology, TopologyNode, TopologyVolume},
 };
@@ -164,7 +164,7 @@ impl SynthCluster {
         let mut topology = Topology::default();
         for i in 0..nodes {
             let mut n: k8s_openapi::api::core::v1::Node = serde_json::from_value(node_json(i)).expect("node");
-            crate::cluster::trim_node(&mut n);
+            stork::cluster::trim_node(&mut n);
             objects.nodes.push(n);
             topology.nodes.push(topology_node(i));
         }
