@@ -13,7 +13,7 @@ use crate::{
     cluster::{self, ClusterView},
     driver::{
         Driver,
-        csi::{CsiConfig, CsiDriver, NodePluginSelector, snapshots::CsiSnapshots},
+        csi::{CsiDriver, snapshots::CsiSnapshots},
         mock::MockDriver,
     },
     events::EventSink,
@@ -55,14 +55,21 @@ fn extender_limits(limits: &LimitArgs) -> ExtenderLimits {
 
 /// Validates flags and starts everything. Fails fast with the offending flag or file.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
+    // Every cross-flag rule, before anything starts.
+    args.check().map_err(anyhow::Error::msg)?;
+    let csi_config = match args.driver {
+        DriverKind::Csi => Some(args.csi_config().map_err(anyhow::Error::msg)?),
+        DriverKind::Mock => None,
+    };
     let ServeArgs {
         driver,
         mock_topology,
         mock_state,
-        csi_drivers,
-        csi_node_plugins,
+        // In `csi_config`.
+        csi_drivers: _,
+        csi_node_plugins: _,
         csi_snapshot_class,
-        rack_label,
+        rack_label: _,
         objects,
         kubeconfig,
         listen,
@@ -79,13 +86,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         limits,
         monitor,
     } = args;
-    monitor.validate().map_err(anyhow::Error::msg)?;
-    limits.validate().map_err(anyhow::Error::msg)?;
     let self_signed = self_signed.enabled.then(|| self_signed_settings(namespace.clone(), self_signed));
     if let Some(settings) = &self_signed {
-        if objects.is_some() {
-            bail!("--self-signed needs a live cluster to keep its Secret in; it cannot be combined with --objects");
-        }
         settings.policy()?;
     }
     let cancel = CancellationToken::new();
@@ -123,12 +125,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                     "--driver csi reads CSINodes and node-plugin pods from a live cluster; it cannot run with --objects"
                 );
             };
-            let node_plugins = csi_node_plugins
-                .iter()
-                .map(|s| s.parse::<NodePluginSelector>().map_err(anyhow::Error::msg))
-                .collect::<anyhow::Result<Vec<_>>>()?;
-            let config = CsiConfig { drivers: csi_drivers, node_plugins, rack_label };
-            config.validate()?;
+            let config = csi_config.context("the CSI configuration comes from ServeArgs::csi_config")?;
             let csi = CsiDriver::new(config, cluster.clone());
             csi.enable_snapshots(CsiSnapshots::new(
                 client.clone(),
@@ -144,13 +141,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     metrics.set_census(crate::driver::census(driver.clone()));
 
     if let Some(client) = &client {
-        tasks.spawn(extender::placement::run(
-            client.clone(),
-            cluster.clone(),
-            driver.clone(),
-            metrics.clone(),
-            cancel.clone(),
-        ));
+        tasks.spawn(extender::placement::run(cluster.clone(), driver.clone(), metrics.clone(), cancel.clone()));
         if monitor.health_monitor || monitor.snapshot_controllers {
             let (election, leading) = leader_election(client, &namespace, &monitor, &metrics);
             tasks.spawn(election.run_until(step_down.clone()));
@@ -179,14 +170,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     }
 
     let client_auth = match extender_client_ca {
-        Some(path) if path.as_os_str() == client_auth::SELF_SIGNED => {
-            if self_signed.is_none() {
-                bail!(
-                    "--extender-client-ca=self-signed trusts the CA of --self-signed mode; add --self-signed or name a CA file"
-                );
-            }
-            Some(ClientAuth::self_signed())
-        }
+        Some(path) if path.as_os_str() == client_auth::SELF_SIGNED => Some(ClientAuth::self_signed()),
         Some(path) => {
             let auth = ClientAuth::from_file(&path);
             tasks.spawn(auth.clone().watch(cancel.clone()));

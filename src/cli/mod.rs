@@ -4,6 +4,7 @@ use std::{net::SocketAddr, path::PathBuf, time::Duration};
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+mod check;
 mod limits;
 
 pub use limits::{LimitArgs, parse_bytes};

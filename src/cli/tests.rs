@@ -89,3 +89,26 @@ fn durations_are_seconds_or_unit_sums() {
         assert!(parse_duration(bad).is_err(), "{bad:?} accepted");
     }
 }
+
+#[test]
+fn flag_combinations_that_cannot_work_fail_before_anything_starts_with_the_flags_named() {
+    let check = |args: &[&str]| {
+        let cli = Cli::try_parse_from([&["stork", "serve"][..], args].concat()).expect("parses");
+        let Command::Serve(s) = cli.command else { panic!("not serve") };
+        s.check()
+    };
+    for (args, says) in [
+        (&["--driver", "mock"][..], "--mock-topology"),
+        (&["--driver", "csi", "--objects", "o.yaml"], "cannot run with --objects"),
+        (&["--driver", "csi"], "driver"),
+        (&["--driver", "csi", "--csi-driver", "a", "--csi-driver", "a"], "a"),
+        (&["--driver", "mock", "--mock-topology", "t", "--extender-client-ca", "self-signed"], "--self-signed"),
+        (&["--driver", "mock", "--mock-topology", "t", "--monitor-interval", "5s"], "--monitor-interval"),
+        (&["--driver", "mock", "--mock-topology", "t", "--extender-max-nodes", "0"], "--extender-max-nodes"),
+    ] {
+        let err = check(args).expect_err(&format!("{args:?} accepted"));
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert_eq!(check(&["--driver", "mock", "--mock-topology", "t"]), Ok(()));
+    assert_eq!(check(&["--driver", "csi", "--csi-driver", "a.example.com"]), Ok(()));
+}

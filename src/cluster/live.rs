@@ -5,7 +5,7 @@ use std::{fmt::Debug, sync::atomic::Ordering};
 
 use futures::TryStreamExt;
 use k8s_openapi::api::{
-    core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
     storage::v1::StorageClass,
 };
 use kube::{
@@ -24,7 +24,8 @@ use crate::model::crd::VolumeSnapshot;
 /// Runs the reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.
 pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterWriters, cancel: CancellationToken) {
-    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced } = writers;
+    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced, pods, pods_synced } =
+        writers;
     let sync = async {
         let results = tokio::join!(
             view.storage_classes.wait_until_ready(),
@@ -45,10 +46,19 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         }
         std::future::pending::<()>().await;
     };
+    let pods_sync = async {
+        if view.pods.wait_until_ready().await.is_ok() {
+            pods_synced.send_replace(true);
+            tracing::info!(count = view.pods.len(), "pod cache synced");
+        }
+        std::future::pending::<()>().await;
+    };
     tokio::select! {
         _ = cancel.cancelled() => {}
         _ = sync => {}
         _ = snapshots_sync => {}
+        _ = pods_sync => {}
+        _ = reflect(Api::<Pod>::all(client.clone()), pods, trim_pod, || view.pod_changed()) => {}
         _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || {}) => {}
         _ = reflect_compact(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs) => {}
         _ = reflect_compact(Api::<PersistentVolume>::all(client.clone()), pvs) => {}
@@ -118,6 +128,31 @@ pub fn trim_node(node: &mut Node) {
                 c.message = None;
                 c.last_heartbeat_time = None;
             }
+        }
+    }
+}
+
+/// Keeps what the health monitor and the placement gauges read: metadata (name, namespace, uid,
+/// labels, annotations, deletion timestamp), the node and scheduler names, the volumes, and the
+/// phase, reason and conditions; drops the containers and their statuses, most of a Pod's bytes.
+pub fn trim_pod(pod: &mut Pod) {
+    trim_meta(pod);
+    if let Some(spec) = pod.spec.as_mut() {
+        spec.containers = Vec::new();
+        spec.init_containers = None;
+        spec.ephemeral_containers = None;
+        spec.affinity = None;
+        spec.tolerations = None;
+        spec.topology_spread_constraints = None;
+        spec.resource_claims = None;
+    }
+    if let Some(status) = pod.status.as_mut() {
+        status.container_statuses = None;
+        status.init_container_statuses = None;
+        status.ephemeral_container_statuses = None;
+        status.resource_claim_statuses = None;
+        if let Some(conds) = status.conditions.as_mut() {
+            conds.iter_mut().for_each(|c| c.message = None);
         }
     }
 }

@@ -1,5 +1,5 @@
 //! `ClusterView`: the cached Kubernetes objects decisions read — StorageClasses, PVCs, PVs,
-//! Nodes and stork VolumeSnapshots. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
+//! Nodes, Pods (live mode only) and stork VolumeSnapshots. Live mode fills it from reflectors; offline mode (`--objects FILE`) from a YAML file.
 //! Both fill the same stores through the same writers and trimming, so decision code cannot tell them apart.
 //! PVCs and PVs, the numerous kinds, are kept in a compact form (`compact`, `cache`) and rebuilt on read.
 
@@ -15,7 +15,7 @@ use std::sync::{
 };
 
 use k8s_openapi::api::{
-    core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
     storage::v1::StorageClass,
 };
 use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
@@ -27,7 +27,7 @@ use self::{
 use crate::model::crd::VolumeSnapshot;
 
 pub use compact::{trim_pv, trim_pvc};
-pub use live::{run_reflectors, trim_node};
+pub use live::{run_reflectors, trim_node, trim_pod};
 pub use offline::{Objects, load_objects_file};
 
 /// Errors building or filling the cluster view.
@@ -68,6 +68,11 @@ pub struct ClusterView {
     node_changes: Arc<tokio::sync::watch::Sender<u64>>,
     // Same count as `node_changes`, readable without a lock on every extender request.
     node_generation: Arc<AtomicU64>,
+    // One trimmed Pod cache for every reader (health monitor, placement gauges); readiness of the
+    // extender and webhooks does not wait on it.
+    pods: Store<Pod>,
+    pods_synced: Arc<tokio::sync::watch::Sender<bool>>,
+    pod_changes: Arc<tokio::sync::watch::Sender<u64>>,
     id: u64,
 }
 
@@ -83,6 +88,8 @@ pub struct ClusterWriters {
     pub(crate) synced: Arc<AtomicBool>,
     pub(crate) snapshots: Writer<VolumeSnapshot>,
     pub(crate) snapshots_synced: Arc<AtomicBool>,
+    pub(crate) pods: Writer<Pod>,
+    pub(crate) pods_synced: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl ClusterView {
@@ -93,6 +100,8 @@ impl ClusterView {
         let (pvs, pv_w) = cache::cache();
         let (nodes, node_w) = reflector::store();
         let (snapshots, snap_w) = reflector::store();
+        let (pods, pod_w) = reflector::store();
+        let pods_synced = Arc::new(tokio::sync::watch::Sender::new(false));
         let synced = Arc::new(AtomicBool::new(false));
         let snapshots_synced = Arc::new(AtomicBool::new(false));
         let view = Self {
@@ -105,6 +114,9 @@ impl ClusterView {
             snapshots_synced: snapshots_synced.clone(),
             node_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             node_generation: Arc::new(AtomicU64::new(0)),
+            pods,
+            pods_synced: pods_synced.clone(),
+            pod_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             id: NEXT_VIEW_ID.fetch_add(1, Ordering::Relaxed),
         };
         let writers = ClusterWriters {
@@ -115,6 +127,8 @@ impl ClusterView {
             synced,
             snapshots: snap_w,
             snapshots_synced,
+            pods: pod_w,
+            pods_synced,
         };
         (view, writers)
     }
@@ -134,6 +148,27 @@ impl ClusterView {
         // Bumped after the store write it reports, so a reader that sees the new count also sees the write.
         self.node_generation.fetch_add(1, Ordering::AcqRel);
         self.node_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// All cached Pods (trimmed by [`trim_pod`]); empty in offline mode.
+    pub fn pods(&self) -> Vec<Arc<Pod>> {
+        self.pods.state()
+    }
+
+    /// Ticks whenever a cached Pod changes.
+    pub fn pod_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.pod_changes.subscribe()
+    }
+
+    pub(crate) fn pod_changed(&self) {
+        self.pod_changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Waits until the Pod cache holds its initial list (offline: the file's Pods).
+    pub async fn wait_pods_synced(&self) {
+        let mut synced = self.pods_synced.subscribe();
+        // The view holds the sender, so the channel never closes while `self` exists.
+        let _ = synced.wait_for(|s| *s).await;
     }
 
     /// Counts Node changes: anything derived from the Node cache while this returned `g` is

@@ -12,7 +12,7 @@ use std::{
 };
 
 use k8s_openapi::api::{
-    core::v1::{Node, PersistentVolume, PersistentVolumeClaim},
+    core::v1::{Node, PersistentVolume, PersistentVolumeClaim, Pod},
     storage::v1::StorageClass,
 };
 use kube::runtime::{reflector::store::Writer, watcher};
@@ -37,6 +37,8 @@ pub struct Objects {
     pub nodes: Vec<Node>,
     /// stork VolumeSnapshots.
     pub snapshots: Vec<VolumeSnapshot>,
+    /// Pods.
+    pub pods: Vec<Pod>,
 }
 
 /// One object of a kind the view caches. Transient (one document at a time), so the size
@@ -48,6 +50,7 @@ enum Object {
     Pv(PersistentVolume),
     Node(Node),
     Snapshot(VolumeSnapshot),
+    Pod(Pod),
 }
 
 impl Objects {
@@ -63,12 +66,13 @@ impl Objects {
     pub fn into_view(self) -> ClusterView {
         let (view, writers) = ClusterView::new();
         let mut feed = Feed::start(writers);
-        let Self { storage_classes, pvcs, pvs, nodes, snapshots } = self;
+        let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods } = self;
         storage_classes.into_iter().for_each(|o| feed.apply(Object::StorageClass(o)));
         pvcs.into_iter().for_each(|o| feed.apply(Object::Pvc(o)));
         pvs.into_iter().for_each(|o| feed.apply(Object::Pv(o)));
         nodes.into_iter().for_each(|o| feed.apply(Object::Node(o)));
         snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
+        pods.into_iter().for_each(|o| feed.apply(Object::Pod(o)));
         feed.finish();
         view
     }
@@ -80,6 +84,7 @@ impl Objects {
             Object::Pv(o) => self.pvs.push(o),
             Object::Node(o) => self.nodes.push(o),
             Object::Snapshot(o) => self.snapshots.push(o),
+            Object::Pod(o) => self.pods.push(o),
         }
     }
 }
@@ -94,6 +99,7 @@ impl Feed {
         w.pvs.apply(watcher::Event::Init);
         w.nodes.apply_watcher_event(&watcher::Event::Init);
         w.snapshots.apply_watcher_event(&watcher::Event::Init);
+        w.pods.apply_watcher_event(&watcher::Event::Init);
         Self(w)
     }
 
@@ -106,6 +112,10 @@ impl Feed {
             Object::Pv(o) => w.pvs.apply(watcher::Event::InitApply(o)),
             Object::Node(o) => init_apply(&mut w.nodes, o),
             Object::Snapshot(o) => init_apply(&mut w.snapshots, o),
+            Object::Pod(mut o) => {
+                super::trim_pod(&mut o);
+                init_apply(&mut w.pods, o);
+            }
         }
     }
 
@@ -118,13 +128,17 @@ impl Feed {
             synced,
             mut snapshots,
             snapshots_synced,
+            mut pods,
+            pods_synced,
         } = self.0;
         storage_classes.apply_watcher_event(&watcher::Event::InitDone);
         pvcs.apply(watcher::Event::InitDone);
         pvs.apply(watcher::Event::InitDone);
         nodes.apply_watcher_event(&watcher::Event::InitDone);
         snapshots.apply_watcher_event(&watcher::Event::InitDone);
+        pods.apply_watcher_event(&watcher::Event::InitDone);
         synced.store(true, Ordering::Release);
+        pods_synced.send_replace(true);
         // The file is the whole truth: a snapshot it does not list does not exist.
         snapshots_synced.store(true, Ordering::Release);
     }
@@ -269,6 +283,7 @@ impl Walk<'_> {
                 super::trim_node(&mut node);
                 Object::Node(node)
             }
+            "Pod" => Object::Pod(doc.typed().map_err(ctx)?),
             "VolumeSnapshot" if api_version == SNAPSHOT_API_VERSION => Object::Snapshot(doc.typed().map_err(ctx)?),
             _ => {
                 tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache");
@@ -293,6 +308,7 @@ impl Object {
             Self::Pv(o) => o.metadata.name.as_deref(),
             Self::Node(o) => o.metadata.name.as_deref(),
             Self::Snapshot(o) => o.metadata.name.as_deref(),
+            Self::Pod(o) => o.metadata.name.as_deref(),
         }
     }
 }

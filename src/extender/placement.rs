@@ -1,14 +1,13 @@
 //! Stork's hyperconvergence gauges: for each running pod with driver volumes, whether it landed
 //! on the node with the most replicas of its volumes, on one with some, or on one with none.
 
-use std::{collections::HashMap, sync::Arc};
-
-use futures::TryStreamExt;
-use k8s_openapi::api::core::v1::Pod;
-use kube::{
-    Api, Client,
-    runtime::{WatchStreamExt, watcher},
+use std::{
+    collections::{HashMap, HashSet},
+    sync::Arc,
+    time::Duration,
 };
+
+use k8s_openapi::api::core::v1::Pod;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
@@ -17,7 +16,7 @@ use crate::{
     metrics::{Metrics, PodLabels},
 };
 
-/// Where a running pod sits relative to its volumes' replicas.
+/// Where a running pod sits relative to its volumes' replicas (the order of the gauge families).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placement {
     /// On a node with the most replicas.
@@ -59,67 +58,67 @@ fn is_ready(pod: &Pod) -> bool {
     conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-/// Keeps the gauges current from a pod watch until `cancel` fires.
-pub async fn run(
-    client: Client,
-    cluster: ClusterView,
-    driver: Arc<dyn Driver>,
-    metrics: Arc<Metrics>,
-    cancel: CancellationToken,
-) {
-    let m = &metrics.placement;
-    let families = [&m.hyperconverged, &m.semi_hyperconverged, &m.non_hyperconverged];
-    let update = |pod: &Pod| {
-        let facts = PodFacts::of(pod);
-        let labels = PodLabels { pod: facts.metadata.name.clone(), namespace: facts.metadata.namespace.clone() };
-        if pod.metadata.deletion_timestamp.is_some() {
-            families.iter().for_each(|f| {
-                f.remove(&labels);
-            });
-            return;
-        }
-        if !is_ready(pod) || facts.spec.node_name.is_empty() {
-            return;
-        }
-        let (Ok(vols), Ok(inv)) = (driver::pod_volumes(driver.as_ref(), &cluster, &facts), driver.nodes()) else {
-            return;
-        };
-        if vols.bound.is_empty() {
-            return;
-        }
-        let placement = classify(storage_id(&inv, &cluster, &facts.spec.node_name), &vols.bound);
-        let chosen = match placement {
-            Placement::Hyperconverged => 0,
-            Placement::SemiHyperconverged => 1,
-            Placement::NonHyperconverged => 2,
-        };
-        for (i, f) in families.iter().enumerate() {
-            f.get_or_create(&labels).set(i64::from(i == chosen));
-        }
-    };
-    let stream = watcher(Api::<Pod>::all(client), watcher::Config::default()).default_backoff();
-    let mut stream = std::pin::pin!(stream);
+/// The least time between two refreshes of the gauges: each one classifies every cached pod, and
+/// Prometheus scrapes far less often than pods change in a large cluster.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Keeps the gauges current from the cluster's Pod cache until `cancel` fires: after a Pod
+/// change, at most once per [`REFRESH_INTERVAL`].
+pub async fn run(cluster: ClusterView, driver: Arc<dyn Driver>, metrics: Arc<Metrics>, cancel: CancellationToken) {
+    let mut changes = cluster.pod_changes();
+    let mut shown = HashSet::new();
     loop {
-        let event = tokio::select! {
-            _ = cancel.cancelled() => return,
-            e = stream.try_next() => e,
-        };
-        match event {
-            Ok(Some(watcher::Event::Apply(p) | watcher::Event::InitApply(p))) => update(&p),
-            Ok(Some(watcher::Event::Delete(p))) => {
-                let labels = PodLabels {
-                    pod: p.metadata.name.unwrap_or_default(),
-                    namespace: p.metadata.namespace.unwrap_or_default(),
-                };
-                families.iter().for_each(|f| {
-                    f.remove(&labels);
-                });
-            }
-            Ok(Some(_)) => {}
-            Ok(None) => return,
-            Err(e) => tracing::warn!(error = %e, "pod watch failed; retrying"),
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            changed = changes.changed() => if changed.is_err() { return },
+        }
+        shown = refresh(&cluster, driver.as_ref(), &metrics, shown);
+        tokio::select! {
+            () = cancel.cancelled() => return,
+            () = tokio::time::sleep(REFRESH_INTERVAL) => {}
         }
     }
+}
+
+/// Sets the gauges of every running pod with driver volumes from the cache; removes those of
+/// pods deleted since `shown` (the pods that had gauges). Returns the pods that now have gauges.
+/// A pod that is not Ready keeps its last gauges.
+pub fn refresh(
+    cluster: &ClusterView,
+    driver: &dyn Driver,
+    metrics: &Metrics,
+    shown: HashSet<PodLabels>,
+) -> HashSet<PodLabels> {
+    let m = &metrics.placement;
+    let families = [&m.hyperconverged, &m.semi_hyperconverged, &m.non_hyperconverged];
+    let inventory = driver.nodes().ok();
+    let mut now = HashSet::new();
+    for pod in cluster.pods().iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
+        let facts = PodFacts::of(pod);
+        let labels = PodLabels { pod: facts.metadata.name.clone(), namespace: facts.metadata.namespace.clone() };
+        let placement =
+            inventory.as_ref().filter(|_| is_ready(pod) && !facts.spec.node_name.is_empty()).and_then(|inv| {
+                let vols = driver::pod_volumes(driver, cluster, &facts).ok().filter(|v| !v.bound.is_empty())?;
+                Some(classify(storage_id(inv, cluster, &facts.spec.node_name), &vols.bound))
+            });
+        match placement {
+            Some(p) => {
+                let chosen = p as usize;
+                for (i, f) in families.iter().enumerate() {
+                    f.get_or_create(&labels).set(i64::from(i == chosen));
+                }
+            }
+            None if !shown.contains(&labels) => continue,
+            None => {}
+        }
+        now.insert(labels);
+    }
+    for gone in shown.difference(&now) {
+        families.iter().for_each(|f| {
+            f.remove(gone);
+        });
+    }
+    now
 }
 
 #[cfg(test)]
@@ -136,6 +135,29 @@ mod tests {
             }),
             labels: Default::default(),
         }
+    }
+
+    fn gauges(metrics: &Metrics, pod: &str) -> [Option<i64>; 3] {
+        let m = &metrics.placement;
+        let labels = PodLabels { pod: pod.into(), namespace: crate::fixtures::NS.into() };
+        [&m.hyperconverged, &m.semi_hyperconverged, &m.non_hyperconverged].map(|f| f.get(&labels).map(|g| g.get()))
+    }
+
+    #[test]
+    fn the_gauges_follow_the_pod_cache_and_a_deleted_pod_loses_its_gauges() {
+        use crate::fixtures::{World, dnode};
+        let world = || World::new().driver_nodes([dnode("n1"), dnode("n2")]).volume("c1", &["n1"]);
+        let (cluster, driver) = world().running_pod("near", "n1", &["c1"]).running_pod("far", "n2", &["c1"]).build();
+        let metrics = Metrics::new();
+        let shown = refresh(&cluster, &driver, &metrics, HashSet::new());
+        assert_eq!(shown.len(), 2);
+        assert_eq!(gauges(&metrics, "near"), [Some(1), Some(0), Some(0)]);
+        assert_eq!(gauges(&metrics, "far"), [Some(0), Some(0), Some(1)]);
+
+        let (cluster, driver) = world().running_pod("near", "n1", &["c1"]).build();
+        let shown = refresh(&cluster, &driver, &metrics, shown);
+        assert_eq!(shown.len(), 1);
+        assert_eq!(gauges(&metrics, "far"), [None, None, None], "a deleted pod's series are removed");
     }
 
     #[test]

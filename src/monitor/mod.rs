@@ -8,12 +8,10 @@ pub mod pods;
 
 use std::{collections::BTreeSet, sync::Arc, time::Instant};
 
-use futures::StreamExt;
 use k8s_openapi::api::{core::v1::Pod, storage::v1::VolumeAttachment};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams, Preconditions},
-    runtime::{WatchStreamExt, reflector, watcher},
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -52,29 +50,20 @@ pub struct Monitor {
 }
 
 impl Monitor {
-    /// Watches pods always; decides and acts only while `leader` is true; ends on `cancel`.
+    /// Reads the cluster's Pod cache; decides and acts only while `leader` is true; ends on
+    /// `cancel`.
     pub async fn run(self, mut leader: watch::Receiver<bool>, cancel: CancellationToken) {
-        let (store, writer) = reflector::store::<Pod>();
-        let api = Api::<Pod>::all(self.client.clone());
-        let reflect = reflector(writer, watcher(api, watcher::Config::default())).default_backoff().for_each(|e| {
-            if let Err(error) = e {
-                tracing::warn!(%error, "pod watch failed; retrying");
-            }
-            std::future::ready(())
-        });
         let act = async {
             loop {
                 if leader.wait_for(|l| *l).await.is_err() {
                     return;
                 }
-                if store.wait_until_ready().await.is_err() {
-                    return;
-                }
+                self.cluster.wait_pods_synced().await;
                 tracing::info!("leader: health monitor active");
                 // A new term re-proves every outage from scratch.
                 let mut planner = Planner::new(self.settings.clone());
                 while *leader.borrow() {
-                    let wake_at = self.tick(&mut planner, &store.state(), &leader).await;
+                    let wake_at = self.tick(&mut planner, &self.cluster.pods(), &leader).await;
                     let sleep = tokio::time::sleep_until(wake_at.into());
                     tokio::select! {
                         _ = sleep => {}
@@ -86,7 +75,6 @@ impl Monitor {
         };
         tokio::select! {
             _ = cancel.cancelled() => {}
-            _ = reflect => {}
             _ = act => {}
         }
     }

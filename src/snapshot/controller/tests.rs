@@ -3,13 +3,9 @@
 //! an in-memory reconciler (the same steps and patches as `apply`) over a counting fake driver,
 //! for crash-and-retry, is in `tests_loop.rs`.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use async_trait::async_trait;
-use k8s_openapi::{
-    api::core::v1::{PersistentVolume, PersistentVolumeSpec},
-    apimachinery::pkg::apis::meta::v1::Time,
-};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::{
     decide::{new_data, status_of},
@@ -17,8 +13,9 @@ use super::{
 };
 use crate::{
     cluster::{ClusterView, Objects},
-    driver::{Driver, DriverSnapshot, NodeInventory, Progress, SnapshotState, Volume},
+    driver::{DriverSnapshot, SnapshotState},
     events::Severity,
+    fixtures::FakeDriver,
     knobs::{SNAPSHOT_ID_ANNOTATION, SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL},
     model::crd::{CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, SnapshotCondition},
 };
@@ -118,97 +115,16 @@ fn status_step(step: Step) -> (SnapshotStatus, Option<PodEvent>, Requeue) {
 
 // ---- fakes ----
 
-/// A driver owning `fake.csi.example.com` that knows volume `pv-db` only.
-#[derive(Default)]
-struct FakeDriver {
-    snaps: FakeSnapshots,
-}
-
-impl Driver for FakeDriver {
-    fn name(&self) -> &str {
-        "fake"
-    }
-    fn owns_provisioner(&self, p: &str) -> bool {
-        p == "fake.csi.example.com"
-    }
-    fn nodes(&self) -> Result<Arc<NodeInventory>, crate::driver::Error> {
-        Ok(Arc::new(NodeInventory::new(Vec::new())))
-    }
-    fn volume(&self, pv: &PersistentVolume) -> Result<Option<Arc<Volume>>, crate::driver::Error> {
-        let known = pv.metadata.name.as_deref() == Some("pv-db");
-        Ok(known.then(|| Arc::new(Volume { id: "vol-db".into(), ..Volume::default() })))
-    }
-    fn snapshots(&self) -> Option<&dyn SnapshotDriver> {
-        Some(&self.snaps)
-    }
-}
-
-/// Snapshots the fake driver holds, by id, with the labels they were taken with.
-type Taken = BTreeMap<String, (DriverSnapshot, BTreeMap<String, String>)>;
-
-/// A driver's snapshot side holding snapshots in memory and counting `create_snapshot` calls.
-#[derive(Default)]
-struct FakeSnapshots {
-    taken: Mutex<Taken>,
-    creates: AtomicUsize,
-    /// The next create succeeds in the driver but its reply is lost.
-    lose_reply: AtomicBool,
-}
-
-#[async_trait]
-impl SnapshotDriver for FakeSnapshots {
-    async fn create_snapshot(
-        &self,
-        id: &str,
-        volume_id: &str,
-        labels: &BTreeMap<String, String>,
-    ) -> Result<DriverSnapshot, SnapshotError> {
-        self.creates.fetch_add(1, Ordering::SeqCst);
-        let ds = DriverSnapshot {
-            id: id.into(),
-            volume_id: volume_id.into(),
-            state: SnapshotState::Ready,
-            created: "2025-03-01T10:00:01Z".into(),
-        };
-        let mut taken = self.taken.lock().unwrap();
-        let (ds, _) = taken.entry(id.into()).or_insert((ds, labels.clone())).clone();
-        if self.lose_reply.swap(false, Ordering::SeqCst) {
-            return Err(SnapshotError::Failed("connection reset".into()));
-        }
-        Ok(ds)
-    }
-    async fn snapshot(&self, id: &str) -> Result<Option<DriverSnapshot>, SnapshotError> {
-        Ok(self.taken.lock().unwrap().get(id).map(|(ds, _)| ds.clone()))
-    }
-    async fn delete_snapshot(&self, id: &str) -> Result<(), SnapshotError> {
-        self.taken.lock().unwrap().remove(id);
-        Ok(())
-    }
-    async fn restore_volume(&self, _: &str, _: &str, _: &BTreeMap<String, String>) -> Result<Volume, SnapshotError> {
-        Err(SnapshotError::Invalid("not used here".into()))
-    }
-    async fn delete_volume(&self, _: &str) -> Result<(), SnapshotError> {
-        Ok(())
-    }
-    async fn start_in_place_restore(&self, _: &str, _: &str, _: &str) -> Result<(), SnapshotError> {
-        Err(SnapshotError::Invalid("not used here".into()))
-    }
-    async fn in_place_restore_status(&self, _: &str) -> Result<Progress, SnapshotError> {
-        Err(SnapshotError::Invalid("not used here".into()))
-    }
-    async fn cleanup_in_place_restore(&self, _: &str) -> Result<(), SnapshotError> {
-        Ok(())
-    }
-    fn pv_source(&self, _: &str) -> PersistentVolumeSpec {
-        PersistentVolumeSpec::default()
-    }
+/// The fake driver knowing volume `pv-db` (as `vol-db`) only.
+fn fake_driver() -> FakeDriver {
+    FakeDriver::knowing("pv-db", "vol-db")
 }
 
 // ---- claim resolution ----
 
 fn resolve_claim(claim: &str) -> Source {
     let objects = Objects::from_yaml(include_str!("../../../tests/data/snapshot/controller/cluster.json")).unwrap();
-    resolve(&objects.into_view(), &FakeDriver::default(), "default", claim)
+    resolve(&objects.into_view(), &fake_driver(), "default", claim)
 }
 
 #[test]
@@ -239,7 +155,7 @@ fn claims_that_cannot_be_snapshotted_say_what_to_fix_and_transient_ones_wait() {
 #[test]
 fn nothing_resolves_before_the_cache_has_synced() {
     let (view, _writers) = ClusterView::new();
-    assert!(matches!(resolve(&view, &FakeDriver::default(), "default", "db-data"), Source::Wait(_)));
+    assert!(matches!(resolve(&view, &fake_driver(), "default", "db-data"), Source::Wait(_)));
 }
 
 // ---- deletion ----

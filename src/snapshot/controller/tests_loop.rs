@@ -13,7 +13,7 @@ struct Sim {
 
 impl Sim {
     fn new() -> Self {
-        Self { snap: snap(), data: None, driver: FakeDriver::default(), events: Vec::new() }
+        Self { snap: snap(), data: None, driver: fake_driver(), events: Vec::new() }
     }
 
     /// The same lookups as `gather`.
@@ -21,7 +21,7 @@ impl Sim {
         let data = data_to_read(&self.snap).map(|n| self.data.clone().filter(|d| d.name_any() == n));
         let read = driver_snapshot_to_read(&self.snap, "fake", data.as_ref().and_then(Option::as_ref));
         let driver_snapshot = match read {
-            Some(id) => Some(self.driver.snaps.snapshot(&id).await.unwrap()),
+            Some(id) => Some(self.driver.snapshot(&id).await.unwrap()),
             None => None,
         };
         Facts { driver_snapshot, data, ..facts() }
@@ -47,7 +47,7 @@ impl Sim {
                 self.merge(&status_patch(&status));
             }
             Step::TakeSnapshot { id, volume_id, labels } => {
-                match self.driver.snaps.create_snapshot(&id, &volume_id, &labels).await {
+                match self.driver.create_snapshot(&id, &volume_id, &labels).await {
                     Ok(_) => {}
                     Err(e) if e.is_retryable() => return Some(Err(e)),
                     Err(e) => {
@@ -93,20 +93,20 @@ async fn a_new_snapshot_becomes_ready_in_one_reconcile_and_then_settles() {
     assert_eq!(sim.events.iter().map(|e| e.reason).collect::<Vec<_>>(), ["SnapshotReady"]);
 
     assert_eq!(sim.reconcile().await, Ok(Requeue::Resync));
-    assert_eq!(sim.driver.snaps.creates.load(Ordering::SeqCst), 1);
+    assert_eq!(sim.driver.creates.load(Ordering::SeqCst), 1);
     assert_eq!(sim.events.len(), 1, "a settled snapshot is not announced again");
 }
 
 #[tokio::test]
 async fn a_reply_lost_after_the_driver_took_the_snapshot_does_not_take_a_second_one() {
     let mut sim = Sim::new();
-    sim.driver.snaps.lose_reply.store(true, Ordering::SeqCst);
+    sim.driver.lose_reply.store(true, Ordering::SeqCst);
     assert!(sim.reconcile().await.is_err());
     assert_eq!(stork_id(&sim.snap), Some(id()), "the intent survives the failure");
 
     assert_eq!(sim.reconcile().await, Ok(Requeue::Resync));
-    assert_eq!(sim.driver.snaps.creates.load(Ordering::SeqCst), 1, "found by id, not taken again");
-    assert_eq!(sim.driver.snaps.taken.lock().unwrap().len(), 1);
+    assert_eq!(sim.driver.creates.load(Ordering::SeqCst), 1, "found by id, not taken again");
+    assert_eq!(sim.driver.taken.lock().unwrap().len(), 1);
     assert!(sim.snap.status.unwrap().is_ready());
 }
 
@@ -119,19 +119,19 @@ async fn a_crash_after_recording_intent_repeats_the_same_call_with_the_recorded_
     // crash: a new leader starts from the object as stored
     let recorded = sim.snap.metadata.labels.clone().unwrap();
     assert_eq!(sim.reconcile().await, Ok(Requeue::Resync));
-    let taken = sim.driver.snaps.taken.lock().unwrap();
+    let taken = sim.driver.taken.lock().unwrap();
     let (ds, labels) = &taken[&id()];
     assert_eq!((ds.volume_id.as_str(), labels), ("vol-db", &recorded));
-    assert_eq!(sim.driver.snaps.creates.load(Ordering::SeqCst), 1);
+    assert_eq!(sim.driver.creates.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test]
 async fn a_driver_snapshot_deleted_behind_storks_back_turns_a_ready_snapshot_into_an_error() {
     let mut sim = Sim::new();
     sim.reconcile().await.unwrap();
-    sim.driver.snaps.delete_snapshot(&id()).await.unwrap();
+    sim.driver.delete_snapshot(&id()).await.unwrap();
     assert_eq!(sim.reconcile().await, Ok(Requeue::Resync));
     let status = sim.snap.status.clone().unwrap();
     assert!(!status.is_ready() && status.error().is_some_and(|m| m.contains("no longer exists")));
-    assert_eq!(sim.driver.snaps.creates.load(Ordering::SeqCst), 1, "a vanished snapshot is not silently retaken");
+    assert_eq!(sim.driver.creates.load(Ordering::SeqCst), 1, "a vanished snapshot is not silently retaken");
 }

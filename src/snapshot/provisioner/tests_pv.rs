@@ -1,16 +1,13 @@
 //! Provisioner tests of the PV side: the PV built for a restore, which released PVs are deleted,
 //! and the restore call to the driver (through a fake driver).
 
-use std::sync::Mutex;
-
-use async_trait::async_trait;
 use k8s_openapi::{
     api::core::v1::{CSIPersistentVolumeSource, PersistentVolumeSpec, PersistentVolumeStatus},
     apimachinery::pkg::api::resource::Quantity,
 };
 
 use super::*;
-use crate::driver::{DriverSnapshot, Progress, Volume};
+use crate::fixtures::FakeDriver;
 
 fn csi_source(volume_id: &str) -> PersistentVolumeSpec {
     PersistentVolumeSpec {
@@ -106,61 +103,6 @@ fn a_pv_without_a_csi_handle_is_deleted_by_its_name() {
     assert_eq!(delete_decision(&pv), DeleteDecision::Delete { volume_id: "pvc-restored".into() });
 }
 
-/// A restore the fake driver was asked for: snapshot id, volume id, parameters.
-type RestoreCall = (String, String, BTreeMap<String, String>);
-
-/// A snapshot driver that records restores and fails on request.
-#[derive(Default)]
-struct FakeDriver {
-    restores: Mutex<Vec<RestoreCall>>,
-    fail: Option<SnapshotError>,
-}
-
-#[async_trait]
-impl SnapshotDriver for FakeDriver {
-    async fn create_snapshot(
-        &self,
-        _: &str,
-        _: &str,
-        _: &BTreeMap<String, String>,
-    ) -> Result<DriverSnapshot, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn snapshot(&self, _: &str) -> Result<Option<DriverSnapshot>, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn delete_snapshot(&self, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn restore_volume(
-        &self,
-        snapshot_id: &str,
-        volume_id: &str,
-        parameters: &BTreeMap<String, String>,
-    ) -> Result<Volume, SnapshotError> {
-        if let Some(e) = &self.fail {
-            return Err(e.clone());
-        }
-        self.restores.lock().unwrap().push((snapshot_id.into(), volume_id.into(), parameters.clone()));
-        Ok(Volume { id: volume_id.into(), ..Volume::default() })
-    }
-    async fn delete_volume(&self, _: &str) -> Result<(), SnapshotError> {
-        Ok(())
-    }
-    async fn start_in_place_restore(&self, _: &str, _: &str, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn in_place_restore_status(&self, _: &str) -> Result<Progress, SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    async fn cleanup_in_place_restore(&self, _: &str) -> Result<(), SnapshotError> {
-        unimplemented!("not used by the provisioner")
-    }
-    fn pv_source(&self, volume_id: &str) -> PersistentVolumeSpec {
-        csi_source(volume_id)
-    }
-}
-
 #[tokio::test]
 async fn a_restore_asks_the_driver_for_the_claims_volume_and_builds_the_pv_on_its_source() {
     let driver = FakeDriver::default();
@@ -175,7 +117,8 @@ async fn a_restore_asks_the_driver_for_the_claims_volume_and_builds_the_pv_on_it
 
 #[tokio::test]
 async fn a_driver_failure_names_the_snapshot_in_the_claims_event() {
-    let driver = FakeDriver { fail: Some(SnapshotError::Failed("pool offline".into())), ..FakeDriver::default() };
+    let driver =
+        FakeDriver { fail_restores: Some(SnapshotError::Failed("pool offline".into())), ..FakeDriver::default() };
     let plan = plan_provision(&claim(), &class(), Some(&snapshot()), Some(&data()), DRIVER).unwrap();
     let err = restore(&driver, &plan, &claim(), &class()).await.unwrap_err();
     let msg = err.to_string();
