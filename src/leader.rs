@@ -2,10 +2,15 @@
 //! (the health monitor) run only while this replica holds the lease; the extender and webhooks
 //! run everywhere.
 //!
-//! Written here rather than taken from a crate: no maintained leader-election crate supports
-//! kube 5. The protocol is client-go's: get the Lease, take it if free or expired, renew it if
-//! ours, and write it back with `replace`, whose `resourceVersion` makes the write fail with 409
-//! if anyone else wrote in between (optimistic concurrency: two replicas never both win).
+//! Written here rather than taken from a crate. kube-lease-manager 0.13 (the first release for
+//! kube 5) never steps down on its own: when renewals fail (API server unreachable, a partition)
+//! its leader flag stays `true` past the lease's expiry, while another replica may take the
+//! lease; two replicas would then both delete pods. client-go's renew deadline, kept here, makes
+//! a leader that cannot renew stop acting before its lease can expire.
+//!
+//! The protocol is client-go's: get the Lease, take it if free or expired, renew it if ours, and
+//! write it back with `replace`, whose `resourceVersion` makes the write fail with 409 if anyone
+//! else wrote in between (optimistic concurrency: two replicas never both win).
 
 use std::time::{Duration, Instant};
 

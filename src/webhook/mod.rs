@@ -3,6 +3,10 @@
 //!
 //! `review.rs` is the envelope (AdmissionReview v1 in and out); `mutate_pod.rs` and
 //! `crate::model::restore_claim` are pure decisions over cached state.
+//!
+//! The envelope is not `kube::core::admission`'s typed review: that decodes the whole object
+//! (every container of a Pod) before anything is decided, and a review it refuses leaves nothing
+//! to answer with, while `decode.rs` and `salvage.rs` answer every body with its uid and version.
 
 pub mod decode;
 pub mod mutate_pod;
