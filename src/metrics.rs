@@ -233,6 +233,9 @@ pub struct MonitorMetrics {
     pub skipped: Family<ReasonLabels, Counter>,
     /// 1 while this replica holds the leader lease (`stork_leader`).
     pub leader: Gauge,
+    /// Kubernetes nodes whose driver the monitor saw down and is re-checking or draining
+    /// (`stork_monitor_nodes_tracked`); 0 when not leading.
+    pub tracked: Gauge,
 }
 
 impl MonitorMetrics {
@@ -242,12 +245,18 @@ impl MonitorMetrics {
             actions: Family::default(),
             skipped: Family::default(),
             leader: Gauge::default(),
+            tracked: Gauge::default(),
         };
         // prometheus-client appends `_total` to counters.
         r.register("stork_pods_rescheduled", "Pods deleted by the health monitor", m.rescheduled.clone());
         r.register("stork_monitor_actions", "Health monitor decisions on pods, by outcome", m.actions.clone());
         r.register("stork_monitor_skipped", "Health monitor actions not taken, by reason", m.skipped.clone());
         r.register("stork_leader", "1 while this replica is the leader", m.leader.clone());
+        r.register(
+            "stork_monitor_nodes_tracked",
+            "Nodes whose storage driver the health monitor saw down, being re-checked or drained",
+            m.tracked.clone(),
+        );
         m
     }
 }

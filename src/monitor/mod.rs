@@ -70,6 +70,7 @@ impl Monitor {
                         changed = leader.changed() => if changed.is_err() { return },
                     }
                 }
+                self.metrics.monitor.tracked.set(0);
                 tracing::info!("lost leadership: health monitor paused");
             }
         };
@@ -88,6 +89,7 @@ impl Monitor {
         let answer = inventory.as_deref().map_err(ToString::to_string);
         let step = planner.step(Instant::now(), answer, &nodes, &infos);
         let m = &self.metrics.monitor;
+        m.tracked.set(i64::try_from(planner.tracked().len()).unwrap_or(i64::MAX));
         for skip in &step.skipped {
             m.skipped.get_or_create(&ReasonLabels { reason: skip.as_str() }).inc();
         }

@@ -179,14 +179,26 @@ async fn pods_leave_a_node_whose_driver_stays_offline_but_not_one_that_comes_bac
     drop(stork);
     set_status(cluster, &down, "Online");
 
-    // A long backoff (4 s, then 8 s) with the node back after ~3 s: nothing is deleted.
+    // A long backoff (4 s, then 8 s): the node comes back while the monitor re-checks it, and
+    // the monitor records the recovery instead of deleting anything.
     let stork = start(cluster, "monitor-b", &monitor_flags("mon-lease", "4s"));
     wait_for("monitor-b leads", WAIT, || async { if stork.is_leader() { Ok(()) } else { Err(()) } }).await;
     let flap = now["web-1"].0.clone();
     set_status(cluster, &flap, "Offline");
-    tokio::time::sleep(Duration::from_secs(3)).await; // inside the first backoff wait
+    let tracked = "stork_monitor_nodes_tracked";
+    wait_for("the monitor re-checking the node", WAIT, || async {
+        if stork.metric(tracked) == 1.0 { Ok(()) } else { Err(stork.metric(tracked)) }
+    })
+    .await;
     set_status(cluster, &flap, "Online");
-    tokio::time::sleep(Duration::from_secs(15)).await; // past where the backoff would have ended
+    let recovered = r#"stork_monitor_skipped_total{reason="recovered"}"#;
+    wait_for("the monitor recording the node's recovery", WAIT, || async {
+        match (stork.metric(recovered), stork.metric(tracked)) {
+            (1.0, 0.0) => Ok(()),
+            seen => Err(seen),
+        }
+    })
+    .await;
     assert_eq!(running(&client, &ns, 3).await, now, "a flapping node loses no pod");
     assert_eq!(stork.metric("stork_pods_rescheduled_total"), 0.0);
     drop(stork);
