@@ -1,52 +1,21 @@
-//! Planner tests against a scripted driver whose `nodes()` answers a sequence.
-
-use std::{
-    collections::VecDeque,
-    sync::{Arc, Mutex},
-};
-
-use k8s_openapi::api::core::v1::PersistentVolume;
+//! Planner tests against the fake driver, scripted so its `nodes()` answers a sequence.
 
 use super::*;
-use crate::driver::{Driver, DriverNode, Error, Volume};
+use crate::{
+    driver::{Driver, DriverNode},
+    fixtures::FakeDriver,
+};
 
-/// One scripted answer: the nodes with their status, or `Err` for an unreachable driver.
-type Answer = Result<Vec<(&'static str, NodeStatus)>, ()>;
-
-/// A driver answering `nodes()` from a script; the last answer repeats.
-struct ScriptedDriver {
-    script: Mutex<VecDeque<Answer>>,
-}
-
-impl ScriptedDriver {
-    fn new(script: Vec<Answer>) -> Self {
-        Self { script: Mutex::new(script.into()) }
-    }
-}
-
-impl Driver for ScriptedDriver {
-    fn name(&self) -> &str {
-        "scripted"
-    }
-    fn owns_provisioner(&self, _: &str) -> bool {
-        true
-    }
-    fn nodes(&self) -> Result<Arc<NodeInventory>, Error> {
-        let mut script = self.script.lock().unwrap();
-        let next = if script.len() > 1 { script.pop_front() } else { script.front().cloned() };
-        match next.expect("script is not empty") {
-            Ok(nodes) => Ok(Arc::new(NodeInventory::new(
-                nodes
-                    .into_iter()
-                    .map(|(id, status)| DriverNode { id: id.into(), name: id.into(), status, ..DriverNode::default() })
-                    .collect(),
-            ))),
-            Err(()) => Err(Error::Unavailable { driver: "scripted".into(), reason: "unreachable".into() }),
-        }
-    }
-    fn volume(&self, _: &PersistentVolume) -> Result<Option<Arc<Volume>>, Error> {
-        Ok(None)
-    }
+/// The fake driver answering `nodes()` with these (id, status) lists in order (`Err`: the driver
+/// is unreachable); the last answer repeats.
+fn scripted(script: Vec<Result<Vec<(&'static str, NodeStatus)>, ()>>) -> FakeDriver {
+    let node = |(id, status): (&str, NodeStatus)| DriverNode {
+        id: id.into(),
+        name: id.into(),
+        status,
+        ..DriverNode::default()
+    };
+    FakeDriver::scripted(script.into_iter().map(|a| a.map(|nodes| nodes.into_iter().map(node).collect())).collect())
 }
 
 use NodeStatus::{Degraded, Offline, Online};
@@ -73,7 +42,7 @@ fn pod(name: &str, node: &str) -> PodInfo {
 
 /// Steps the planner at each offset (seconds from the start), asking the driver each time;
 /// returns the names deleted at each offset.
-fn run(planner: &mut Planner, driver: &ScriptedDriver, pods: &[PodInfo], at: &[u64]) -> Vec<(u64, Vec<String>)> {
+fn run(planner: &mut Planner, driver: &FakeDriver, pods: &[PodInfo], at: &[u64]) -> Vec<(u64, Vec<String>)> {
     let start = Instant::now();
     at.iter()
         .map(|&secs| {
@@ -94,7 +63,7 @@ const CHECKS: [u64; 5] = [0, 10, 30, 70, 150];
 
 #[test]
 fn a_node_down_through_every_recheck_loses_its_driver_pods_only() {
-    let driver = ScriptedDriver::new(vec![Ok(with("n1", Offline))]);
+    let driver = scripted(vec![Ok(with("n1", Offline))]);
     let mut pods = vec![pod("a", "n1"), pod("b", "n2")];
     pods.push(PodInfo { uses_driver: false, ..pod("plain", "n1") });
     let mut planner = Planner::new(Settings::default());
@@ -105,12 +74,8 @@ fn a_node_down_through_every_recheck_loses_its_driver_pods_only() {
 
 #[test]
 fn a_flapping_node_that_comes_back_during_backoff_loses_nothing() {
-    let driver = ScriptedDriver::new(vec![
-        Ok(with("n1", Offline)),
-        Ok(with("n1", Offline)),
-        Ok(healthy()),
-        Ok(with("n1", Offline)),
-    ]);
+    let driver =
+        scripted(vec![Ok(with("n1", Offline)), Ok(with("n1", Offline)), Ok(healthy()), Ok(with("n1", Offline))]);
     let mut planner = Planner::new(Settings::default());
     let out = run(&mut planner, &driver, &[pod("a", "n1")], &[0, 10, 30, 70, 150, 160]);
     assert!(deleted(&out).is_empty(), "{out:?}");
@@ -119,7 +84,7 @@ fn a_flapping_node_that_comes_back_during_backoff_loses_nothing() {
 
 #[test]
 fn an_unreachable_driver_means_no_action_and_restarts_the_probation() {
-    let driver = ScriptedDriver::new(vec![
+    let driver = scripted(vec![
         Ok(with("n1", Offline)),
         Ok(with("n1", Offline)),
         Ok(with("n1", Offline)),
@@ -129,7 +94,7 @@ fn an_unreachable_driver_means_no_action_and_restarts_the_probation() {
     let mut planner = Planner::new(Settings::default());
     let out = run(&mut planner, &driver, &[pod("a", "n1")], &[0, 10, 30, 70, 150]);
     assert!(deleted(&out).is_empty(), "{out:?}");
-    let always_down = ScriptedDriver::new(vec![Err(())]);
+    let always_down = scripted(vec![Err(())]);
     let mut planner = Planner::new(Settings::default());
     assert!(deleted(&run(&mut planner, &always_down, &[pod("a", "n1")], &CHECKS)).is_empty());
 }
@@ -137,7 +102,7 @@ fn an_unreachable_driver_means_no_action_and_restarts_the_probation() {
 #[test]
 fn more_than_half_the_driver_nodes_down_is_a_driver_outage_and_nothing_is_deleted() {
     let mass = vec![("n1", Offline), ("n2", Offline), ("n3", Degraded), ("n4", Online)];
-    let driver = ScriptedDriver::new(vec![Ok(mass)]);
+    let driver = scripted(vec![Ok(mass)]);
     let pods = [pod("a", "n1"), pod("b", "n2"), pod("c", "n3")];
     let mut planner = Planner::new(Settings::default());
     let start = Instant::now();
@@ -151,7 +116,7 @@ fn more_than_half_the_driver_nodes_down_is_a_driver_outage_and_nothing_is_delete
 
 #[test]
 fn a_real_outage_deletes_csi_pods_first_in_batches_of_five_thirty_seconds_apart() {
-    let driver = ScriptedDriver::new(vec![Ok(with("n1", Degraded))]);
+    let driver = scripted(vec![Ok(with("n1", Degraded))]);
     let mut pods: Vec<PodInfo> = (0..11).map(|i| pod(&format!("p{i:02}"), "n1")).collect();
     pods.push(PodInfo { csi: true, uses_driver: false, ..pod("zz-csi", "n1") });
     let mut planner = Planner::new(Settings::default());
@@ -167,7 +132,7 @@ fn a_real_outage_deletes_csi_pods_first_in_batches_of_five_thirty_seconds_apart(
 #[test]
 fn the_driver_is_reinspected_before_each_batch() {
     let down = with("n1", Offline);
-    let driver = ScriptedDriver::new(vec![Ok(down.clone()); 5].into_iter().chain([Ok(healthy())]).collect());
+    let driver = scripted(vec![Ok(down.clone()); 5].into_iter().chain([Ok(healthy())]).collect());
     let pods: Vec<PodInfo> = (0..7).map(|i| pod(&format!("p{i}"), "n1")).collect();
     let mut planner = Planner::new(Settings::default());
     let out = run(&mut planner, &driver, &pods, &[0, 10, 30, 70, 150, 180]);
@@ -176,7 +141,7 @@ fn the_driver_is_reinspected_before_each_batch() {
 
 #[test]
 fn the_per_minute_ceiling_holds_across_nodes_and_resumes_after_a_minute() {
-    let driver = ScriptedDriver::new(vec![Ok(vec![("n1", Offline), ("n2", Offline), ("n3", Online), ("n4", Online)])]);
+    let driver = scripted(vec![Ok(vec![("n1", Offline), ("n2", Offline), ("n3", Online), ("n4", Online)])]);
     let pods: Vec<PodInfo> = (0..10).map(|i| pod(&format!("p{i}"), if i < 5 { "n1" } else { "n2" })).collect();
     let settings = Settings { max_deletions_per_minute: 3, ..Settings::default() };
     let mut planner = Planner::new(settings);
@@ -192,7 +157,7 @@ fn the_per_minute_ceiling_holds_across_nodes_and_resumes_after_a_minute() {
 fn dry_run_still_decides_but_each_pod_only_once() {
     // The planner emits the decision; the loop records an event instead of deleting. A pod that
     // survives (as in a dry run) is not decided on again.
-    let driver = ScriptedDriver::new(vec![Ok(with("n1", Offline))]);
+    let driver = scripted(vec![Ok(with("n1", Offline))]);
     let mut planner = Planner::new(Settings { dry_run: true, ..Settings::default() });
     let out = run(&mut planner, &driver, &[pod("a", "n1")], &[0, 10, 30, 70, 150, 180, 210]);
     assert_eq!(deleted(&out), ["a"]);
@@ -200,7 +165,7 @@ fn dry_run_still_decides_but_each_pod_only_once() {
 
 #[test]
 fn pods_in_unknown_state_using_driver_volumes_are_deleted_at_once() {
-    let driver = ScriptedDriver::new(vec![Ok(healthy())]);
+    let driver = scripted(vec![Ok(healthy())]);
     let lost = PodInfo { unknown_state: true, ..pod("lost", "n2") };
     let plain = PodInfo { unknown_state: true, uses_driver: false, ..pod("plain", "n2") };
     let mut planner = Planner::new(Settings::default());
@@ -210,7 +175,7 @@ fn pods_in_unknown_state_using_driver_volumes_are_deleted_at_once() {
 
 #[test]
 fn a_stale_offline_entry_beside_an_online_one_does_not_mark_the_node_down() {
-    let driver = ScriptedDriver::new(vec![Ok(vec![("n1", Online), ("n2", Online), ("n3", Online)])]);
+    let driver = scripted(vec![Ok(vec![("n1", Online), ("n2", Online), ("n3", Online)])]);
     let inv = driver.nodes().unwrap();
     let mut nodes: Vec<DriverNode> = inv.nodes().to_vec();
     nodes.push(DriverNode { id: "old".into(), name: "n1".into(), status: Offline, ..DriverNode::default() });
@@ -222,7 +187,7 @@ fn a_stale_offline_entry_beside_an_online_one_does_not_mark_the_node_down() {
 
 #[test]
 fn a_drained_node_that_stays_down_is_not_reported_as_recovered() {
-    let driver = ScriptedDriver::new(vec![Ok(with("n1", Offline))]);
+    let driver = scripted(vec![Ok(with("n1", Offline))]);
     let mut planner = Planner::new(Settings::default());
     run(&mut planner, &driver, &[pod("a", "n1")], &CHECKS);
     let start = Instant::now();
