@@ -106,15 +106,19 @@ pub struct Health {
     cluster: ClusterView,
     stopping: Arc<AtomicBool>,
     driver: Option<Arc<dyn crate::driver::Driver>>,
+    // Latched: readiness waits for the first node index only, never for a rebuild.
+    indexed: Arc<AtomicBool>,
 }
 
 impl Health {
     /// Readiness follows the cluster caches, and turns false as soon as shutdown begins.
     pub fn new(cluster: ClusterView) -> Self {
-        Self { cluster, stopping: Arc::new(AtomicBool::new(false)), driver: None }
+        Self { cluster, stopping: Arc::new(AtomicBool::new(false)), driver: None, indexed: Arc::default() }
     }
 
-    /// Adds the driver's configuration problems to `/readyz` as warnings. They leave the
+    /// Also makes readiness wait for the first node index of a driver with nodes (built off the
+    /// request path by `driver::node_index`), so no request is served before it. Adds the
+    /// driver's configuration problems to `/readyz` as warnings. They leave the
     /// replica ready: it serves the last good configuration, and taking it out of the Service
     /// would turn a bad file into an outage of every pod creation and scheduling decision.
     pub fn with_driver(mut self, driver: Arc<dyn crate::driver::Driver>) -> Self {
@@ -136,9 +140,27 @@ impl Health {
             Err("shutting down".into())
         } else if !self.cluster.is_synced() {
             Err(format!("cluster caches not synced yet: {:?}", self.cluster.counts()))
+        } else if !self.first_index_published() {
+            Err("node index not built yet".into())
         } else {
             Ok(())
         }
+    }
+
+    /// Whether the first node index is out, or none is needed (no driver, a driver without
+    /// nodes or one that cannot answer: the extender then reads the cache directly).
+    fn first_index_published(&self) -> bool {
+        if self.indexed.load(Ordering::Acquire) {
+            return true;
+        }
+        let pending =
+            self.driver.as_ref().and_then(|d| d.nodes().ok()).is_some_and(|inventory| {
+                !inventory.nodes().is_empty() && inventory.node_index(&self.cluster).is_none()
+            });
+        if !pending {
+            self.indexed.store(true, Ordering::Release);
+        }
+        !pending
     }
 }
 
@@ -299,4 +321,32 @@ async fn readyz(health: web::Data<Health>) -> HttpResponse {
 
 async fn metrics_handler(metrics: web::Data<Arc<Metrics>>) -> HttpResponse {
     HttpResponse::Ok().content_type("application/openmetrics-text; version=1.0.0; charset=utf-8").body(metrics.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fixtures::{World, dnode};
+
+    #[test]
+    fn readiness_waits_for_the_first_node_index_and_only_the_first() {
+        let (cluster, driver) = World::new().driver_nodes([dnode("n1")]).build();
+        let driver: Arc<dyn crate::driver::Driver> = Arc::new(driver);
+        let health = Health::new(cluster.clone()).with_driver(driver.clone());
+        assert_eq!(health.readiness(), Err("node index not built yet".to_string()));
+        crate::driver::node_index::refresh(driver.as_ref(), &cluster);
+        assert_eq!(health.readiness(), Ok(()));
+        // Latched: a view or inventory without an index yet (the builder catches up within
+        // moments) does not take a ready replica out of its Service.
+        let (other, _) = World::new().driver_nodes([dnode("n2")]).build();
+        let health = Health { cluster: other, ..health };
+        assert_eq!(health.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn a_driver_without_nodes_needs_no_index() {
+        let (cluster, driver) = World::new().build();
+        let health = Health::new(cluster).with_driver(Arc::new(driver));
+        assert_eq!(health.readiness(), Ok(()));
+    }
 }
