@@ -3,13 +3,13 @@
 
 use std::{path::PathBuf, sync::Arc};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
     body::BodyLimits,
-    cli::{DriverKind, LimitArgs, MonitorArgs, SelfSignedArgs, ServeArgs},
+    cli::{DriverSetup, LimitArgs, MonitorArgs, SelfSignedArgs, ServeArgs},
     cluster::{self, ClusterView},
     driver::{
         Driver,
@@ -56,20 +56,16 @@ fn extender_limits(limits: &LimitArgs) -> ExtenderLimits {
 /// Validates flags and starts everything. Fails fast with the offending flag or file.
 pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
     // Every cross-flag rule, before anything starts.
-    args.check().map_err(anyhow::Error::msg)?;
-    let csi_config = match args.driver {
-        DriverKind::Csi => Some(args.csi_config().map_err(anyhow::Error::msg)?),
-        DriverKind::Mock => None,
-    };
+    let setup = args.check().map_err(anyhow::Error::msg)?;
     let ServeArgs {
-        driver,
-        mock_topology,
-        mock_state,
-        // In `csi_config`.
+        // In `setup`.
+        driver: _,
+        mock_topology: _,
         csi_drivers: _,
         csi_node_plugins: _,
-        csi_snapshot_class,
         rack_label: _,
+        mock_state,
+        csi_snapshot_class,
         objects,
         kubeconfig,
         listen,
@@ -108,9 +104,8 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         }
     };
 
-    let (driver, mock): (Arc<dyn Driver>, _) = match driver {
-        DriverKind::Mock => {
-            let path = mock_topology.context("--driver mock needs --mock-topology FILE")?;
+    let (driver, mock): (Arc<dyn Driver>, _) = match setup {
+        DriverSetup::Mock { topology: path } => {
             let mock = match mock_state {
                 Some(state) => MockDriver::load_with_state_file(&path, &state)?,
                 None => MockDriver::load(&path)?,
@@ -119,13 +114,9 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             tasks.spawn(mock.clone().watch(cancel.clone()));
             (mock.clone(), Some(mock))
         }
-        DriverKind::Csi => {
-            let Some(client) = &client else {
-                bail!(
-                    "--driver csi reads CSINodes and node-plugin pods from a live cluster; it cannot run with --objects"
-                );
-            };
-            let config = csi_config.context("the CSI configuration comes from ServeArgs::csi_config")?;
+        DriverSetup::Csi(config) => {
+            // `check` refuses --driver csi with --objects.
+            let client = client.as_ref().context("--driver csi needs a live cluster")?;
             let csi = CsiDriver::new(config, cluster.clone());
             csi.enable_snapshots(CsiSnapshots::new(
                 client.clone(),

@@ -1,15 +1,30 @@
 //! The rules that span flags, checked in one place before `stork serve` starts anything: a bad
 //! combination fails at once, with one line naming the flags.
 
+use std::path::PathBuf;
+
 use super::{DriverKind, ServeArgs};
 use crate::{
     driver::csi::{CsiConfig, NodePluginSelector},
     tls::client_auth,
 };
 
+/// The storage driver as the flags configure it, once every rule holds.
+#[derive(Debug)]
+pub enum DriverSetup {
+    /// `--driver mock` with its topology file.
+    Mock {
+        /// `--mock-topology`.
+        topology: PathBuf,
+    },
+    /// `--driver csi` (on a live cluster) with its validated configuration.
+    Csi(CsiConfig),
+}
+
 impl ServeArgs {
-    /// Every cross-flag rule of `serve`; `Err` is the line to print.
-    pub fn check(&self) -> Result<(), String> {
+    /// Every cross-flag rule of `serve`, and the driver they resolve to; `Err` is the line to
+    /// print.
+    pub fn check(&self) -> Result<DriverSetup, String> {
         self.monitor.validate()?;
         self.limits.validate()?;
         let live = self.objects.is_none();
@@ -27,18 +42,20 @@ impl ServeArgs {
             );
         }
         match self.driver {
-            DriverKind::Mock if self.mock_topology.is_none() => Err("--driver mock needs --mock-topology FILE".into()),
-            DriverKind::Mock => Ok(()),
+            DriverKind::Mock => match &self.mock_topology {
+                Some(topology) => Ok(DriverSetup::Mock { topology: topology.clone() }),
+                None => Err("--driver mock needs --mock-topology FILE".into()),
+            },
             DriverKind::Csi if !live => Err(
                 "--driver csi reads CSINodes and node-plugin pods from a live cluster; it cannot run with --objects"
                     .into(),
             ),
-            DriverKind::Csi => self.csi_config().map(drop),
+            DriverKind::Csi => self.csi_config().map(DriverSetup::Csi),
         }
     }
 
     /// The CSI driver's configuration as the flags give it, validated.
-    pub fn csi_config(&self) -> Result<CsiConfig, String> {
+    fn csi_config(&self) -> Result<CsiConfig, String> {
         let node_plugins = self
             .csi_node_plugins
             .iter()

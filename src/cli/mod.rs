@@ -7,6 +7,8 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 mod check;
 mod limits;
 
+pub use check::DriverSetup;
+
 pub use limits::{LimitArgs, parse_bytes};
 
 /// The commit stork was built from: 12 hex digits from git or the `STORK_GIT_REVISION` build
