@@ -53,6 +53,21 @@ fn storage_id<'a>(inventory: &'a NodeInventory, cluster: &ClusterView, name: &st
         .map(|i| inventory.get(i).id.as_str())
 }
 
+/// Where a Ready, scheduled pod with bound driver volumes sits; `None` for any other pod.
+fn placement_of(
+    pod: &Pod,
+    facts: &PodFacts,
+    inventory: &NodeInventory,
+    cluster: &ClusterView,
+    driver: &dyn Driver,
+) -> Option<Placement> {
+    if !is_ready(pod) || facts.spec.node_name.is_empty() {
+        return None;
+    }
+    let vols = driver::pod_volumes(driver, cluster, facts).ok().filter(|v| !v.bound.is_empty())?;
+    Some(classify(storage_id(inventory, cluster, &facts.spec.node_name), &vols.bound))
+}
+
 fn is_ready(pod: &Pod) -> bool {
     let conds = pod.status.as_ref().and_then(|s| s.conditions.as_ref());
     conds.is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
@@ -96,18 +111,14 @@ pub fn refresh(
     for pod in cluster.pods().iter().filter(|p| p.metadata.deletion_timestamp.is_none()) {
         let facts = PodFacts::of(pod);
         let labels = PodLabels { pod: facts.metadata.name.clone(), namespace: facts.metadata.namespace.clone() };
-        let placement =
-            inventory.as_ref().filter(|_| is_ready(pod) && !facts.spec.node_name.is_empty()).and_then(|inv| {
-                let vols = driver::pod_volumes(driver, cluster, &facts).ok().filter(|v| !v.bound.is_empty())?;
-                Some(classify(storage_id(inv, cluster, &facts.spec.node_name), &vols.bound))
-            });
-        match placement {
+        match inventory.as_deref().and_then(|inv| placement_of(pod, &facts, inv, cluster, driver)) {
             Some(p) => {
                 let chosen = p as usize;
                 for (i, f) in families.iter().enumerate() {
                     f.get_or_create(&labels).set(i64::from(i == chosen));
                 }
             }
+            // Not placed now (not Ready, no driver volumes): keeps the gauges it had, if any.
             None if !shown.contains(&labels) => continue,
             None => {}
         }
