@@ -223,8 +223,8 @@ impl CachedPvc {
     }
 }
 
-/// The store key of claim `namespace/name`.
-pub(crate) fn claim_key(namespace: &str, name: &str) -> String {
+/// The key a claim is cached (and indexed) under: `namespace/name`.
+pub fn claim_key(namespace: &str, name: &str) -> String {
     format!("{namespace}/{name}")
 }
 

@@ -59,7 +59,7 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = snapshots_sync => {}
         _ = pods_sync => {}
         _ = reflect(Api::<Pod>::all(client.clone()), pods, trim_pod, || view.pod_changed()) => {}
-        _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || {}) => {}
+        _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || view.class_changed()) => {}
         _ = reflect_compact(Api::<PersistentVolumeClaim>::all(client.clone()), pvcs) => {}
         _ = reflect_compact(Api::<PersistentVolume>::all(client.clone()), pvs) => {}
         _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node, || view.node_changed()) => {}

@@ -4,6 +4,7 @@
 //! PVCs and PVs, the numerous kinds, are kept in a compact form (`compact`, `cache`) and rebuilt on read.
 
 mod cache;
+mod changes;
 mod compact;
 mod live;
 mod offline;
@@ -22,13 +23,15 @@ use kube::runtime::reflector::{self, ObjectRef, Store, store::Writer};
 
 use self::{
     cache::{Cache, CacheWriter},
+    changes::Kind,
     compact::{CachedPv, CachedPvc},
 };
 use crate::model::crd::VolumeSnapshot;
 
-pub use compact::{trim_pv, trim_pvc};
+pub use changes::{ClaimChanges, ClaimVersion, MAX_PENDING, Pending, VolumeVersion};
+pub use compact::{claim_key, trim_pv, trim_pvc};
 pub use live::{run_reflectors, trim_node, trim_pod};
-pub use offline::{Objects, load_objects_file};
+pub use offline::{ObjectUpdates, Objects, load_objects_file};
 
 /// Errors building or filling the cluster view.
 #[derive(Debug, thiserror::Error)]
@@ -73,6 +76,8 @@ pub struct ClusterView {
     pods: Store<Pod>,
     pods_synced: Arc<tokio::sync::watch::Sender<bool>>,
     pod_changes: Arc<tokio::sync::watch::Sender<u64>>,
+    // Which claims, volumes and classes changed, for the driver's claim index.
+    claim_changes: Arc<ClaimChanges>,
     id: u64,
 }
 
@@ -96,8 +101,11 @@ impl ClusterView {
     /// Empty stores plus their writers; the view is not synced until the writers say so.
     pub fn new() -> (Self, ClusterWriters) {
         let (storage_classes, sc_w) = reflector::store();
+        let claim_changes = Arc::new(ClaimChanges::default());
         let (pvcs, pvc_w) = cache::cache();
+        let pvc_w = pvc_w.with_log(claim_changes.clone(), Kind::Claim);
         let (pvs, pv_w) = cache::cache();
+        let pv_w = pv_w.with_log(claim_changes.clone(), Kind::Volume);
         let (nodes, node_w) = reflector::store();
         let (snapshots, snap_w) = reflector::store();
         let (pods, pod_w) = reflector::store();
@@ -117,6 +125,7 @@ impl ClusterView {
             pods,
             pods_synced: pods_synced.clone(),
             pod_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
+            claim_changes,
             id: NEXT_VIEW_ID.fetch_add(1, Ordering::Relaxed),
         };
         let writers = ClusterWriters {
@@ -180,6 +189,30 @@ impl ClusterView {
     /// Identifies the stores behind this view (shared by its clones), for caches keyed by view.
     pub fn id(&self) -> u64 {
         self.id
+    }
+
+    /// The change log of claims, volumes and classes (see [`ClaimChanges`]).
+    pub fn claim_changes(&self) -> &ClaimChanges {
+        &self.claim_changes
+    }
+
+    pub(crate) fn class_changed(&self) {
+        self.claim_changes.class_changed();
+    }
+
+    /// The stored version of a PVC by its key (`namespace/name`), without rebuilding it.
+    pub fn claim_version(&self, key: &str) -> Option<ClaimVersion> {
+        self.pvcs.get(key).map(ClaimVersion)
+    }
+
+    /// The stored version of a PV by name, without rebuilding it.
+    pub fn volume_version(&self, name: &str) -> Option<VolumeVersion> {
+        self.pvs.get(name).map(VolumeVersion)
+    }
+
+    /// Every cached PVC's key and stored version.
+    pub fn claim_versions(&self) -> Vec<(Box<str>, ClaimVersion)> {
+        self.pvcs.entries().into_iter().map(|(k, v)| (k, ClaimVersion(v))).collect()
     }
 
     /// A stork `VolumeSnapshot` by namespace and name. The outer `None` means stork holds no

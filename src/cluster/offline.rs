@@ -64,6 +64,11 @@ impl Objects {
 
     /// A synced view holding exactly these objects.
     pub fn into_view(self) -> ClusterView {
+        self.into_view_with_updates().0
+    }
+
+    /// As [`Self::into_view`], keeping a handle to change objects afterwards.
+    pub fn into_view_with_updates(self) -> (ClusterView, ObjectUpdates) {
         let (view, writers) = ClusterView::new();
         let mut feed = Feed::start(writers);
         let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods } = self;
@@ -73,8 +78,8 @@ impl Objects {
         nodes.into_iter().for_each(|o| feed.apply(Object::Node(o)));
         snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
         pods.into_iter().for_each(|o| feed.apply(Object::Pod(o)));
-        feed.finish();
-        view
+        let writers = feed.finish();
+        (view.clone(), ObjectUpdates { view, writers })
     }
 
     fn push(&mut self, object: Object) {
@@ -119,28 +124,49 @@ impl Feed {
         }
     }
 
-    fn finish(self) {
-        let ClusterWriters {
-            mut storage_classes,
-            mut pvcs,
-            mut pvs,
-            mut nodes,
-            synced,
-            mut snapshots,
-            snapshots_synced,
-            mut pods,
-            pods_synced,
-        } = self.0;
-        storage_classes.apply_watcher_event(&watcher::Event::InitDone);
-        pvcs.apply(watcher::Event::InitDone);
-        pvs.apply(watcher::Event::InitDone);
-        nodes.apply_watcher_event(&watcher::Event::InitDone);
-        snapshots.apply_watcher_event(&watcher::Event::InitDone);
-        pods.apply_watcher_event(&watcher::Event::InitDone);
-        synced.store(true, Ordering::Release);
-        pods_synced.send_replace(true);
+    fn finish(self) -> ClusterWriters {
+        let mut w = self.0;
+        w.storage_classes.apply_watcher_event(&watcher::Event::InitDone);
+        w.pvcs.apply(watcher::Event::InitDone);
+        w.pvs.apply(watcher::Event::InitDone);
+        w.nodes.apply_watcher_event(&watcher::Event::InitDone);
+        w.snapshots.apply_watcher_event(&watcher::Event::InitDone);
+        w.pods.apply_watcher_event(&watcher::Event::InitDone);
+        w.synced.store(true, Ordering::Release);
+        w.pods_synced.send_replace(true);
         // The file is the whole truth: a snapshot it does not list does not exist.
-        snapshots_synced.store(true, Ordering::Release);
+        w.snapshots_synced.store(true, Ordering::Release);
+        w
+    }
+}
+
+/// Changes to a view built by [`Objects::into_view_with_updates`], applied as watch events
+/// are in live mode (tests and benchmarks of what follows a change).
+pub struct ObjectUpdates {
+    view: ClusterView,
+    writers: ClusterWriters,
+}
+
+impl ObjectUpdates {
+    /// Adds or replaces a PVC.
+    pub fn apply_pvc(&mut self, pvc: PersistentVolumeClaim) {
+        self.writers.pvcs.apply(watcher::Event::Apply(pvc));
+    }
+
+    /// Removes a PVC.
+    pub fn delete_pvc(&mut self, pvc: PersistentVolumeClaim) {
+        self.writers.pvcs.apply(watcher::Event::Delete(pvc));
+    }
+
+    /// Adds or replaces a PV.
+    pub fn apply_pv(&mut self, pv: PersistentVolume) {
+        self.writers.pvs.apply(watcher::Event::Apply(pv));
+    }
+
+    /// Adds or replaces a StorageClass.
+    pub fn apply_class(&mut self, class: StorageClass) {
+        self.writers.storage_classes.apply_watcher_event(&watcher::Event::Apply(class));
+        self.view.class_changed();
     }
 }
 

@@ -3,6 +3,7 @@
 //!
 //! Driver methods answer from the driver's own cache: they are called on request paths.
 
+pub mod claims;
 pub mod csi;
 mod inventory;
 pub mod mock;
@@ -117,6 +118,13 @@ pub trait Driver: Send + Sync + 'static {
         self.csi_pod_prefix().is_some_and(|p| !p.is_empty() && pod_name.starts_with(p))
     }
 
+    /// Where the driver's claim index is published ([`claims`]), when it keeps one; such a
+    /// driver calls [`claims::ClaimIndexSlot::volumes_changed`] whenever [`Self::volume`] may
+    /// answer differently for an unchanged PV.
+    fn claim_index(&self) -> Option<&claims::ClaimIndexSlot> {
+        None
+    }
+
     /// Snapshot actions, when the driver supports snapshots.
     fn snapshots(&self) -> Option<&dyn SnapshotDriver> {
         None
@@ -172,7 +180,53 @@ fn binds_on_first_consumer(class: &StorageClass) -> bool {
     class.volume_binding_mode.as_deref() == Some("WaitForFirstConsumer")
 }
 
-/// Resolves the driver volumes a pod uses, from cached objects and the driver's cache.
+/// What one claim means for placement.
+#[derive(Debug)]
+pub(crate) enum Outcome {
+    /// Another driver's claim (or no driver's): no constraint from stork.
+    Foreign,
+    /// Unbound, of a `WaitForFirstConsumer` class.
+    PendingWffc,
+    /// Unbound, of a class that binds immediately.
+    Pending,
+    /// Bound to a driver volume.
+    Bound {
+        /// The volume (without replicas when the driver does not know it).
+        volume: Arc<Volume>,
+        /// Effective labels (see [`pod_volumes`]).
+        labels: BTreeMap<String, String>,
+    },
+}
+
+/// Resolves one cached claim from cached objects and the driver's cache.
+pub(crate) fn classify(
+    driver: &dyn Driver,
+    cluster: &ClusterView,
+    pvc: &PersistentVolumeClaim,
+) -> Result<Outcome, VolumesError> {
+    if !driver.owns_pvc(pvc, cluster) {
+        return Ok(Outcome::Foreign);
+    }
+    let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+    let Some(pv) = bound.then(|| bound_pv(pvc, cluster)).flatten() else {
+        return Ok(if is_wait_for_first_consumer(pvc, cluster) { Outcome::PendingWffc } else { Outcome::Pending });
+    };
+    let vol = driver.volume(&pv).map_err(|e| VolumesError::Driver(e.to_string()))?;
+    let volume = vol.unwrap_or_else(|| {
+        tracing::debug!(pv = pv.metadata.name.as_deref().unwrap_or(""), "volume unknown to the driver");
+        Arc::new(Volume { id: pv.metadata.name.clone().unwrap_or_default(), ..Volume::default() })
+    });
+    let mut labels: BTreeMap<String, String> =
+        cluster.class_of(pvc).and_then(|c| c.parameters.clone()).unwrap_or_default();
+    labels.extend(volume.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+    if let Some(a) = &pvc.metadata.annotations {
+        labels.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+    Ok(Outcome::Bound { volume, labels })
+}
+
+/// Resolves the driver volumes a pod uses: from the driver's claim index ([`claims`]) where it
+/// is current, else from cached objects and the driver's cache.
 ///
 /// Claims of other drivers are skipped. An unbound claim of a `WaitForFirstConsumer` class is
 /// a pending volume; any other unbound claim is [`VolumesError::PvcPending`]. A bound volume the
@@ -181,47 +235,42 @@ fn binds_on_first_consumer(class: &StorageClass) -> bool {
 /// the PVC's annotations, so every knob can be set at any of the three levels.
 pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -> Result<PodVolumes, VolumesError> {
     let ns = pod.metadata.namespace.as_str();
+    let index = driver.claim_index().and_then(|slot| slot.current(cluster));
     let mut out = PodVolumes::default();
     for c in pod.claims() {
-        let claim = format!("{ns}/{}", c.name);
-        let Some(pvc) = cluster.pvc(ns, &c.name) else {
-            // A generic ephemeral volume's claim the controller has not made (or stork has not
-            // cached) yet: what it will be follows from the template's class.
-            match c.ephemeral_class.map(|class| cluster.template_class(class)) {
-                Some(Some(class)) if driver.owns_class(&class) && binds_on_first_consumer(&class) => {
-                    out.pending_wffc.push(claim);
-                    continue;
-                }
-                Some(Some(class)) if driver.owns_class(&class) => return Err(VolumesError::PvcPending { claim }),
-                // Another driver's class, or one stork does not know: no constraint from stork.
-                Some(_) => continue,
-                None => return Err(VolumesError::PvcNotFound { claim, volume: c.volume.to_string() }),
+        let claim = crate::cluster::claim_key(ns, &c.name);
+        let resolved;
+        let outcome = match index.as_deref().and_then(|i| i.lookup(cluster, &claim)) {
+            Some(outcome) => outcome,
+            None => {
+                let Some(pvc) = cluster.pvc(ns, &c.name) else {
+                    // A generic ephemeral volume's claim the controller has not made (or stork
+                    // has not cached) yet: what it will be follows from the template's class.
+                    match c.ephemeral_class.map(|class| cluster.template_class(class)) {
+                        Some(Some(class)) if driver.owns_class(&class) && binds_on_first_consumer(&class) => {
+                            out.pending_wffc.push(claim);
+                            continue;
+                        }
+                        Some(Some(class)) if driver.owns_class(&class) => {
+                            return Err(VolumesError::PvcPending { claim });
+                        }
+                        // Another driver's class, or one stork does not know: no constraint.
+                        Some(_) => continue,
+                        None => return Err(VolumesError::PvcNotFound { claim, volume: c.volume.to_string() }),
+                    }
+                };
+                resolved = classify(driver, cluster, &pvc)?;
+                &resolved
             }
         };
-        if !driver.owns_pvc(&pvc, cluster) {
-            continue;
-        }
-        let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-        let pv = bound.then(|| bound_pv(&pvc, cluster)).flatten();
-        let Some(pv) = pv else {
-            if is_wait_for_first_consumer(&pvc, cluster) {
-                out.pending_wffc.push(claim);
-                continue;
+        match outcome {
+            Outcome::Foreign => {}
+            Outcome::PendingWffc => out.pending_wffc.push(claim),
+            Outcome::Pending => return Err(VolumesError::PvcPending { claim }),
+            Outcome::Bound { volume, labels } => {
+                out.bound.push(PodVolume { claim, volume: volume.clone(), labels: labels.clone() })
             }
-            return Err(VolumesError::PvcPending { claim });
-        };
-        let vol = driver.volume(&pv).map_err(|e| VolumesError::Driver(e.to_string()))?;
-        let vol = vol.unwrap_or_else(|| {
-            tracing::debug!(pv = pv.metadata.name.as_deref().unwrap_or(""), "volume unknown to the driver");
-            Arc::new(Volume { id: pv.metadata.name.clone().unwrap_or_default(), ..Volume::default() })
-        });
-        let mut labels: BTreeMap<String, String> =
-            cluster.class_of(&pvc).and_then(|c| c.parameters.clone()).unwrap_or_default();
-        labels.extend(vol.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-        if let Some(a) = &pvc.metadata.annotations {
-            labels.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        out.bound.push(PodVolume { claim, volume: vol, labels });
     }
     Ok(out)
 }

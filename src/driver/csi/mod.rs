@@ -53,6 +53,7 @@ pub struct CsiDriver {
     config: CsiConfig,
     cluster: ClusterView,
     state: ArcSwap<State>,
+    claims: super::claims::ClaimIndexSlot,
     // Set once at startup in live mode (snapshots need an API client).
     snapshots: std::sync::OnceLock<snapshots::CsiSnapshots>,
 }
@@ -76,6 +77,7 @@ impl CsiDriver {
             config,
             cluster,
             state: ArcSwap::from_pointee(State::default()),
+            claims: Default::default(),
             snapshots: std::sync::OnceLock::new(),
         })
     }
@@ -124,6 +126,8 @@ impl CsiDriver {
         let hostnames = hostname_aliases(&nodes, &assessed);
         let inventory = Arc::new(NodeInventory::new(assessed.iter().map(|a| a.node.clone()).collect()));
         self.state.store(Arc::new(State { synced: true, inventory, hostnames }));
+        // Replica hostnames map through the inventory: indexed volumes may have changed.
+        self.claims.volumes_changed();
         assessed
     }
 }
@@ -148,6 +152,10 @@ impl Driver for CsiDriver {
 
     fn owns_provisioner(&self, provisioner: &str) -> bool {
         self.config.serves(provisioner)
+    }
+
+    fn claim_index(&self) -> Option<&super::claims::ClaimIndexSlot> {
+        Some(&self.claims)
     }
 
     fn snapshots(&self) -> Option<&dyn super::SnapshotDriver> {

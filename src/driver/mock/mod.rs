@@ -141,6 +141,7 @@ pub struct MockDriver {
     path: Option<PathBuf>,
     state_path: Option<PathBuf>,
     state: ArcSwap<State>,
+    claims: super::claims::ClaimIndexSlot,
     inner: Mutex<Inner>,
     restore_time: Duration,
     /// Why the files on disk are not what is served, if they are not.
@@ -175,6 +176,7 @@ impl MockDriver {
             state_path,
             path,
             state: ArcSwap::from_pointee(inner.state()),
+            claims: Default::default(),
             inner: Mutex::new(inner),
             restore_time: IN_PLACE_RESTORE_TIME,
             problem: Mutex::new(None),
@@ -190,6 +192,12 @@ impl MockDriver {
         }
         self.config_errors = Some(counter);
         self
+    }
+
+    /// Serves a new state; the claim index is redone, since volumes may have changed.
+    fn publish(&self, state: State) {
+        self.state.store(Arc::new(state));
+        self.claims.volumes_changed();
     }
 
     fn refused(&self, file: &'static str) {
@@ -252,7 +260,7 @@ impl MockDriver {
             Ok(())
         });
         if changed {
-            self.state.store(Arc::new(inner.state()));
+            self.publish(inner.state());
         }
         drop(inner);
         let mut problems = Vec::new();
@@ -328,6 +336,10 @@ impl Driver for MockDriver {
 
     fn csi_pod_prefix(&self) -> Option<&str> {
         Some(CSI_POD_PREFIX)
+    }
+
+    fn claim_index(&self) -> Option<&super::claims::ClaimIndexSlot> {
+        Some(&self.claims)
     }
 
     fn snapshots(&self) -> Option<&dyn SnapshotDriver> {

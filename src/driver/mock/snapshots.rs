@@ -13,10 +13,7 @@
 //! - a restore whose snapshot or volume disappeared before it finished ends
 //!   [`Progress::Failed`], and stays so until it is cleaned up.
 
-use std::{
-    collections::{BTreeMap, HashSet},
-    sync::Arc,
-};
+use std::collections::{BTreeMap, HashSet};
 
 use async_trait::async_trait;
 use k8s_openapi::{
@@ -55,7 +52,7 @@ impl MockDriver {
             let fresh = state::read(path).map_err(|e| SnapshotError::Failed(describe(&e)))?;
             if fresh != inner.records {
                 inner.records = fresh;
-                self.state.store(Arc::new(inner.state()));
+                self.publish(inner.state());
             }
         }
         let state = self.state.load_full();
@@ -67,7 +64,7 @@ impl MockDriver {
                 state::write(path, &records).map_err(SnapshotError::Failed)?;
             }
             inner.records = records;
-            self.state.store(Arc::new(inner.state()));
+            self.publish(inner.state());
         }
         Ok(out)
     }
