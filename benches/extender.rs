@@ -35,6 +35,7 @@ fn state(cluster: &SynthCluster) -> ExtenderState {
         client_auth: None,
     };
     stork::driver::node_index::refresh(state.driver.as_ref(), &state.cluster);
+    stork::driver::claims::refresh(state.driver.as_ref(), &state.cluster);
     state
 }
 
@@ -88,6 +89,7 @@ fn bench(c: &mut Criterion) {
     }
     group.finish();
     index_rebuild(c);
+    claim_index(c);
 }
 
 /// The node index builder's work, off the request path since requests stopped building it:
@@ -109,6 +111,59 @@ fn index_rebuild(c: &mut Criterion) {
         });
     }
     group.finish();
+}
+
+/// Claims in the claim-index benchmarks (the memory goal's cluster size).
+const CLAIMS: usize = 50_000;
+
+/// The claim index builder's work: a whole build, and the update after one PVC changed (the
+/// change is written to the cache as a watch event would write it, then folded in). Besides
+/// criterion's estimate, 1,000 single updates are timed one by one and their percentiles
+/// written to target/criterion/claims-percentiles.json for the goal "p99 < 5 ms".
+fn claim_index(c: &mut Criterion) {
+    use stork::driver::{
+        Driver,
+        claims::{Refreshed, refresh},
+    };
+    let cluster = SynthCluster::new(1_000, CLAIMS);
+    let (view, mut updates) = cluster.objects.clone().into_view_with_updates();
+    let driver = MockDriver::from_topology(cluster.topology.clone());
+    let mut group = c.benchmark_group("claims");
+    group.sample_size(10);
+    group.bench_function(BenchmarkId::new("first-build", CLAIMS), |b| {
+        b.iter(|| {
+            driver.claim_index().expect("mock keeps a claim index").volumes_changed();
+            black_box(refresh(&driver, &view))
+        })
+    });
+    let mut pvc = cluster.objects.pvcs[CLAIMS / 2].clone();
+    let mut n = 0u64;
+    let mut one_change = || {
+        n += 1;
+        pvc.metadata.annotations.get_or_insert_with(Default::default).insert("bench/generation".into(), n.to_string());
+        updates.apply_pvc(pvc.clone());
+        let refreshed = refresh(&driver, &view);
+        assert_eq!(refreshed, Refreshed::Incremental { claims: 1 });
+    };
+    group.sample_size(50);
+    group.bench_function(BenchmarkId::new("rebuild-after-one-pvc", CLAIMS), |b| b.iter(&mut one_change));
+    group.finish();
+    let mut times: Vec<Duration> = (0..1_000)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            one_change();
+            start.elapsed()
+        })
+        .collect();
+    times.sort();
+    let at = |q: f64| times[((times.len() as f64 * q) as usize).min(times.len() - 1)].as_secs_f64() * 1e3;
+    let out = serde_json::json!({
+        "id": format!("claims/rebuild-after-one-pvc/{CLAIMS}"),
+        "samples": times.len(), "p50_ms": at(0.5), "p99_ms": at(0.99), "max_ms": at(1.0),
+    });
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/criterion/claims-percentiles.json");
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("criterion directory");
+    std::fs::write(&path, out.to_string()).expect("write claim percentiles");
 }
 
 /// Runs one case a fixed number of times (see the module doc).

@@ -17,6 +17,30 @@ pub struct MicroBench {
     pub ci_ns: (f64, f64),
 }
 
+/// Percentiles of single claim-index updates, written by the claim benchmark next to criterion's
+/// estimates (`claims-percentiles.json`): criterion itself reports means and medians only.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Percentiles {
+    /// The criterion id of the same work.
+    pub id: String,
+    /// Updates timed.
+    pub samples: usize,
+    /// Median, ms.
+    pub p50_ms: f64,
+    /// 99th percentile, ms.
+    pub p99_ms: f64,
+    /// Slowest, ms.
+    pub max_ms: f64,
+}
+
+/// The claim benchmark's percentiles, if that benchmark ran.
+pub fn claim_percentiles(dir: &Path) -> Option<Percentiles> {
+    let text = std::fs::read(dir.join("claims-percentiles.json")).ok()?;
+    serde_json::from_slice(&text)
+        .inspect_err(|e| tracing::warn!(error = %e, "unreadable claims-percentiles.json"))
+        .ok()
+}
+
 #[derive(Deserialize)]
 struct Estimates {
     median: Estimate,

@@ -68,6 +68,10 @@ pub fn judge(results: &Results, e2e: Option<&E2eResults>) -> Vec<Verdict> {
         let peak = m.peak_kib as f64 * 1024.0 / MB;
         (format!("{peak:.1} MB peak ({} nodes, {} PVCs + {} PVs)", m.nodes, m.pvcs, m.pvcs), peak < 150.0)
     });
+    let claims = results.claims.as_ref().map(|c| {
+        let text = format!("p99 {:.3} ms (p50 {:.3} ms, max {:.3} ms, {} updates)", c.p99_ms, c.p50_ms, c.max_ms, c.samples);
+        (text, c.p99_ms < 5.0)
+    });
     let e2e = e2e.map(|e| (format!("{:.2} ({} nodes, {} pods)", e.ratio, e.nodes, e.pods), e.ratio >= 0.8));
     let mut verdicts = vec![];
     for (id, nodes, mode, limit, goal) in EXTENDER_GOALS {
@@ -92,6 +96,7 @@ pub fn judge(results: &Results, e2e: Option<&E2eResults>) -> Vec<Verdict> {
         ),
         verdict("e2e-ratio", "end-to-end scheduling with the extender ≥ 80 % of the throughput without it", e2e),
         verdict("memory", "peak RSS < 150 MB at 5,000 nodes and 50,000 PVCs", memory),
+        verdict("claims-rebuild", "claim index updated after one PVC change at 50,000 PVCs: p99 < 5 ms", claims),
     ]);
     verdicts
 }

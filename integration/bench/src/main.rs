@@ -5,6 +5,7 @@
 //! CI variant (seconds, checks every request got a 200, leaves BENCHMARKS.md alone), and
 //! `render` rewrites BENCHMARKS.md from a results file plus the end-to-end benchmark's.
 
+mod before;
 mod criterion;
 mod fixtures;
 mod goals;

@@ -15,7 +15,7 @@ pub fn render(results: &Results, e2e: Option<&E2eResults>, previous: Option<&str
     let verdicts = goals::judge(results, e2e);
     let mut md = String::new();
     header(&mut md, results);
-    summary(&mut md, &verdicts);
+    summary(&mut md, &verdicts, &crate::before::parse(previous.unwrap_or_default()));
     extender(&mut md, results);
     webhook(&mut md, results);
     end_to_end(&mut md, e2e);
@@ -46,10 +46,16 @@ fn header(md: &mut String, r: &Results) {
     let _ = writeln!(md, "| Harness | `{}` ({:.0} s) |\n", r.command, r.total_secs);
 }
 
-fn summary(md: &mut String, verdicts: &[Verdict]) {
-    let _ = writeln!(md, "## Goals\n\n| Goal | Measured | Status |\n|---|---|---|");
+fn summary(md: &mut String, verdicts: &[Verdict], before: &crate::before::Before) {
+    let commit = before.commit.as_deref().map(|c| format!(" (`{c}`)")).unwrap_or_default();
+    let _ = writeln!(
+        md,
+        "## Goals\n\n\"Before\" is what the previous BENCHMARKS.md measured{commit}, \"Now\" this run.\n\n\
+         | Goal | Before{commit} | Now | Status |\n|---|---|---|---|"
+    );
     for v in verdicts {
-        let _ = writeln!(md, "| {} | {} | {} |", v.goal, v.measured, v.status());
+        let prev = before.goals.get(&v.goal).map_or("—", String::as_str);
+        let _ = writeln!(md, "| {} | {prev} | {} | {} |", v.goal, v.measured, v.status());
     }
     md.push('\n');
 }

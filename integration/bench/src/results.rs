@@ -30,6 +30,9 @@ pub struct Results {
     /// In-process criterion benchmarks found under target/criterion (not in smoke runs).
     #[serde(default)]
     pub micro: Vec<crate::criterion::MicroBench>,
+    /// Single claim-index updates at 50,000 claims, timed by the criterion suite (not in smoke runs).
+    #[serde(default)]
+    pub claims: Option<crate::criterion::Percentiles>,
 }
 
 /// A table of points and the commands that produced them.

@@ -125,6 +125,11 @@ impl Runner {
             webhook,
             memory,
             micro: if self.smoke { vec![] } else { crate::criterion::collect(&self.root.join("target/criterion")) },
+            claims: if self.smoke {
+                None
+            } else {
+                crate::criterion::claim_percentiles(&self.root.join("target/criterion"))
+            },
         })
     }
 }
