@@ -125,11 +125,21 @@ impl CsiDriver {
         let assessed = status::assess(&self.config, &nodes, csinodes, pods);
         let hostnames = hostname_aliases(&nodes, &assessed);
         let inventory = Arc::new(NodeInventory::new(assessed.iter().map(|a| a.node.clone()).collect()));
-        self.state.store(Arc::new(State { synced: true, inventory, hostnames }));
-        // Replica hostnames map through the inventory: indexed volumes may have changed.
-        self.claims.volumes_changed();
+        let old = self.state.swap(Arc::new(State { synced: true, inventory, hostnames }));
+        // `volume` maps replica host names through the node ids and host-name aliases: only a
+        // change of those changes indexed volumes. Node heartbeats rebuild the inventory all
+        // the time and must not rebuild the claim index each time.
+        let new = self.state.load();
+        if old.hostnames != new.hostnames || node_ids(&old) != node_ids(&new) {
+            self.claims.volumes_changed();
+        }
         assessed
     }
+}
+
+/// The driver node ids of a state.
+fn node_ids(state: &State) -> std::collections::HashSet<&str> {
+    state.inventory.nodes().iter().map(|n| n.id.as_str()).collect()
 }
 
 /// Host-name label values of driver nodes whose label differs from the node name.

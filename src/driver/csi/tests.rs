@@ -77,6 +77,23 @@ fn pod_volumes_see_replicas_from_affinity_and_a_pending_wffc_claim() {
 }
 
 #[test]
+fn the_claim_index_is_kept_across_rebuilds_that_change_no_node_id_or_host_name() {
+    let (driver, cluster) = fixture_driver();
+    let objects = CsiObjects::from_yaml(CLUSTER).unwrap();
+    crate::driver::claims::refresh(driver.as_ref(), &cluster);
+    let slot = driver.claim_index().unwrap();
+    let index = slot.current(&cluster).expect("built");
+    assert!(!index.is_empty());
+    // What a Node heartbeat triggers: the same nodes assessed again.
+    let pods: Vec<Vec<&Pod>> = vec![objects.pods.iter().collect()];
+    driver.rebuild(&objects.csinodes, &pods);
+    assert!(slot.current(&cluster).is_some(), "a rebuild that changed no volume dropped the claim index");
+    // Nodes leaving the driver change which replicas resolve by id.
+    driver.rebuild::<CSINode, &Pod>(&[], &[vec![]]);
+    assert!(slot.current(&cluster).is_none(), "a changed set of driver nodes kept the old claim index");
+}
+
+#[test]
 fn a_replica_pinned_by_host_name_label_resolves_to_its_node_name() {
     let (driver, cluster) = fixture_driver();
     let vol = driver.volume(&cluster.pv("pv-host-2").unwrap()).unwrap().unwrap();
