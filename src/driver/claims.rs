@@ -179,9 +179,8 @@ pub fn refresh(driver: &dyn Driver, cluster: &ClusterView) -> Refreshed {
     let volumes = slot.volumes_version();
     let pending = cluster.claim_changes().take();
     let current = slot.current.load_full();
-    let reusable = current.filter(|i| {
-        !pending.everything && i.view == cluster.id() && i.classes == classes && i.volumes == volumes
-    });
+    let reusable = current
+        .filter(|i| !pending.everything && i.view == cluster.id() && i.classes == classes && i.volumes == volumes);
     let (index, refreshed) = match reusable {
         Some(_) if pending.is_empty() => return Refreshed::Current,
         Some(index) => {

@@ -152,7 +152,8 @@ fn an_index_built_for_another_view_is_never_used() {
 fn reloading_the_mock_topology_marks_the_driver_s_volumes_changed() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("topology.yaml");
-    let yaml = |replica: &str| format!("nodes:\n  - id: n1\n  - id: n2\nvolumes:\n  - id: pv-v1\n    replicas: [{replica}]\n");
+    let yaml =
+        |replica: &str| format!("nodes:\n  - id: n1\n  - id: n2\nvolumes:\n  - id: pv-v1\n    replicas: [{replica}]\n");
     std::fs::write(&path, yaml("n1")).unwrap();
     let driver = Arc::new(MockDriver::load(&path).unwrap());
     let (cluster, _) = world().build();

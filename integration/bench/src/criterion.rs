@@ -36,9 +36,7 @@ pub struct Percentiles {
 /// The claim benchmark's percentiles, if that benchmark ran.
 pub fn claim_percentiles(dir: &Path) -> Option<Percentiles> {
     let text = std::fs::read(dir.join("claims-percentiles.json")).ok()?;
-    serde_json::from_slice(&text)
-        .inspect_err(|e| tracing::warn!(error = %e, "unreadable claims-percentiles.json"))
-        .ok()
+    serde_json::from_slice(&text).inspect_err(|e| tracing::warn!(error = %e, "unreadable claims-percentiles.json")).ok()
 }
 
 #[derive(Deserialize)]

@@ -69,7 +69,8 @@ pub fn judge(results: &Results, e2e: Option<&E2eResults>) -> Vec<Verdict> {
         (format!("{peak:.1} MB peak ({} nodes, {} PVCs + {} PVs)", m.nodes, m.pvcs, m.pvcs), peak < 150.0)
     });
     let claims = results.claims.as_ref().map(|c| {
-        let text = format!("p99 {:.3} ms (p50 {:.3} ms, max {:.3} ms, {} updates)", c.p99_ms, c.p50_ms, c.max_ms, c.samples);
+        let text =
+            format!("p99 {:.3} ms (p50 {:.3} ms, max {:.3} ms, {} updates)", c.p99_ms, c.p50_ms, c.max_ms, c.samples);
         (text, c.p99_ms < 5.0)
     });
     let e2e = e2e.map(|e| (format!("{:.2} ({} nodes, {} pods)", e.ratio, e.nodes, e.pods), e.ratio >= 0.8));
