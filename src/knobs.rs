@@ -2,6 +2,10 @@
 
 use std::collections::BTreeMap;
 
+/// The prefix every knob's name has; volume labels, class parameters and claim annotations
+/// without it steer nothing, so resolved volumes keep only the keys with it.
+pub const PREFIX: &str = "stork.libopenstorage.org/";
+
 /// Pod annotation: schedule only on nodes holding a replica of every volume.
 pub const PREFER_LOCAL_NODE_ONLY: &str = "stork.libopenstorage.org/preferLocalNodeOnly";
 /// Volume label: with anti-hyperconvergence, never place the pod on a replica node.

@@ -21,6 +21,7 @@ fn world() -> World {
         .volume("v1", &["n1", "n2"])
         .volume("v2", &["n2", "n3"])
         .claim_annotation("v2", "stork.libopenstorage.org/preferLocalNodeOnly", "true")
+        .claim_annotation("v2", "pv.kubernetes.io/bind-completed", "yes")
         .claim("wffc", "mock-wffc", None)
         .claim("pending", "mock-sc", None)
         .claim("other", "other-sc", None)
@@ -76,7 +77,7 @@ fn claim(name: &str, class: &str, pv: Option<&str>, annotations: serde_json::Val
 }
 
 #[test]
-fn the_index_resolves_every_kind_of_claim_exactly_as_direct_resolution_does() {
+fn the_index_resolves_every_kind_of_claim_exactly_as_direct_resolution_does_keeping_only_knobs() {
     let (cluster, _, driver) = built();
     for c in ["v1", "v2", "wffc", "other"] {
         assert!(index_answers(&cluster, &driver, c), "{c} is not indexed");
@@ -84,6 +85,7 @@ fn the_index_resolves_every_kind_of_claim_exactly_as_direct_resolution_does() {
     let vols = resolve(&cluster, &driver, &["v1", "v2", "wffc", "other"]).unwrap();
     assert_eq!(vols.bound.iter().map(|v| v.volume.replicas.len()).collect::<Vec<_>>(), [2, 2]);
     assert_eq!(vols.bound[1].labels.get("stork.libopenstorage.org/preferLocalNodeOnly").unwrap(), "true");
+    assert_eq!(vols.bound[1].labels.len(), 1, "only knobs are kept: {:?}", vols.bound[1].labels);
     assert_eq!(vols.pending_wffc, ["default/wffc"]);
     assert!(matches!(resolve(&cluster, &driver, &["pending"]), Err(VolumesError::PvcPending { .. })));
     assert!(matches!(resolve(&cluster, &driver, &["missing"]), Err(VolumesError::PvcNotFound { .. })));

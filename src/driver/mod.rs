@@ -193,7 +193,7 @@ pub(crate) enum Outcome {
     Bound {
         /// The volume (without replicas when the driver does not know it).
         volume: Arc<Volume>,
-        /// Effective labels (see [`pod_volumes`]).
+        /// Effective knobs (see [`pod_volumes`]).
         labels: BTreeMap<String, String>,
     },
 }
@@ -216,12 +216,14 @@ pub(crate) fn classify(
         tracing::debug!(pv = pv.metadata.name.as_deref().unwrap_or(""), "volume unknown to the driver");
         Arc::new(Volume { id: pv.metadata.name.clone().unwrap_or_default(), ..Volume::default() })
     });
+    // Only knobs are kept: a claim's annotations are mostly the PV controller's and
+    // kubectl's, and 50,000 indexed claims must not hold a copy of them.
+    let knob = |(k, v): (&String, &String)| k.starts_with(crate::knobs::PREFIX).then(|| (k.clone(), v.clone()));
+    let class = cluster.class_of(pvc);
     let mut labels: BTreeMap<String, String> =
-        cluster.class_of(pvc).and_then(|c| c.parameters.clone()).unwrap_or_default();
-    labels.extend(volume.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
-    if let Some(a) = &pvc.metadata.annotations {
-        labels.extend(a.iter().map(|(k, v)| (k.clone(), v.clone())));
-    }
+        class.as_ref().and_then(|c| c.parameters.as_ref()).into_iter().flatten().filter_map(knob).collect();
+    labels.extend(volume.labels.iter().filter_map(knob));
+    labels.extend(pvc.metadata.annotations.iter().flatten().filter_map(knob));
     Ok(Outcome::Bound { volume, labels })
 }
 
@@ -231,8 +233,9 @@ pub(crate) fn classify(
 /// Claims of other drivers are skipped. An unbound claim of a `WaitForFirstConsumer` class is
 /// a pending volume; any other unbound claim is [`VolumesError::PvcPending`]. A bound volume the
 /// driver does not know is kept without replicas, so it neither blocks nor steers placement.
-/// Effective labels are StorageClass parameters, overlaid by the volume's labels, overlaid by
-/// the PVC's annotations, so every knob can be set at any of the three levels.
+/// Effective labels are the knobs (keys under [`crate::knobs::PREFIX`]) among StorageClass
+/// parameters, overlaid by the volume's labels, overlaid by the PVC's annotations, so every
+/// knob can be set at any of the three levels.
 pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -> Result<PodVolumes, VolumesError> {
     let ns = pod.metadata.namespace.as_str();
     let index = driver.claim_index().and_then(|slot| slot.current(cluster));

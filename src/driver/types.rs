@@ -101,7 +101,8 @@ pub struct PodVolume {
     pub claim: String,
     /// The driver volume.
     pub volume: Arc<Volume>,
-    /// Volume labels overlaid with StorageClass parameters and PVC annotations.
+    /// Knobs (keys under [`crate::knobs::PREFIX`]) from StorageClass parameters, overlaid by
+    /// the volume's labels, overlaid by the PVC's annotations.
     pub labels: BTreeMap<String, String>,
 }
 
