@@ -141,16 +141,7 @@ pub trait Driver: Send + Sync + 'static {
     /// snapshot (`stork-snapshot`) belongs to a driver that takes snapshots, as in Stork, so
     /// its pods are routed to stork before the claim is bound.
     fn owns_pvc(&self, pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
-        if cluster.class_of(pvc).is_some_and(|class| self.owns_class(&class)) {
-            return true;
-        }
-        let annotated = pvc.metadata.annotations.as_ref().is_some_and(|a| {
-            ["volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner"]
-                .iter()
-                .filter_map(|k| a.get(*k))
-                .any(|p| self.owns_provisioner(p))
-        });
-        annotated || bound_pv(pvc, cluster).is_some_and(|pv| self.owns_pv(&pv))
+        owns_claim(self, pvc, cluster.class_of(pvc).as_deref(), || bound_pv(pvc, cluster))
     }
 
     /// Whether claims of this class are this driver's: its provisioner, or `stork-snapshot`
@@ -166,14 +157,29 @@ pub trait Driver: Send + Sync + 'static {
     }
 }
 
+/// [`Driver::owns_pvc`] with the claim's class already looked up and its PV looked up only
+/// when the class and annotations do not decide.
+fn owns_claim<D: Driver + ?Sized>(
+    driver: &D,
+    pvc: &PersistentVolumeClaim,
+    class: Option<&StorageClass>,
+    pv: impl FnOnce() -> Option<Arc<PersistentVolume>>,
+) -> bool {
+    if class.is_some_and(|class| driver.owns_class(class)) {
+        return true;
+    }
+    let annotated = pvc.metadata.annotations.as_ref().is_some_and(|a| {
+        ["volume.kubernetes.io/storage-provisioner", "volume.beta.kubernetes.io/storage-provisioner"]
+            .iter()
+            .filter_map(|k| a.get(*k))
+            .any(|p| driver.owns_provisioner(p))
+    });
+    annotated || pv().is_some_and(|pv| driver.owns_pv(&pv))
+}
+
 fn bound_pv(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> Option<Arc<PersistentVolume>> {
     let name = pvc.spec.as_ref()?.volume_name.as_deref().filter(|n| !n.is_empty())?;
     cluster.pv(name)
-}
-
-/// Whether a PVC waits for its first consumer before binding.
-fn is_wait_for_first_consumer(pvc: &PersistentVolumeClaim, cluster: &ClusterView) -> bool {
-    cluster.class_of(pvc).is_some_and(|c| binds_on_first_consumer(&c))
 }
 
 fn binds_on_first_consumer(class: &StorageClass) -> bool {
@@ -204,12 +210,16 @@ pub(crate) fn classify(
     cluster: &ClusterView,
     pvc: &PersistentVolumeClaim,
 ) -> Result<Outcome, VolumesError> {
-    if !driver.owns_pvc(pvc, cluster) {
+    // The class and the PV are looked up once (the PV is rebuilt from the cache each time).
+    let class = cluster.class_of(pvc);
+    let pv = bound_pv(pvc, cluster);
+    if !owns_claim(driver, pvc, class.as_deref(), || pv.clone()) {
         return Ok(Outcome::Foreign);
     }
     let bound = pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-    let Some(pv) = bound.then(|| bound_pv(pvc, cluster)).flatten() else {
-        return Ok(if is_wait_for_first_consumer(pvc, cluster) { Outcome::PendingWffc } else { Outcome::Pending });
+    let Some(pv) = pv.filter(|_| bound) else {
+        let wffc = class.as_deref().is_some_and(binds_on_first_consumer);
+        return Ok(if wffc { Outcome::PendingWffc } else { Outcome::Pending });
     };
     let vol = driver.volume(&pv).map_err(|e| VolumesError::Driver(e.to_string()))?;
     let volume = vol.unwrap_or_else(|| {
@@ -219,7 +229,6 @@ pub(crate) fn classify(
     // Only knobs are kept: a claim's annotations are mostly the PV controller's and
     // kubectl's, and 50,000 indexed claims must not hold a copy of them.
     let knob = |(k, v): (&String, &String)| k.starts_with(crate::knobs::PREFIX).then(|| (k.clone(), v.clone()));
-    let class = cluster.class_of(pvc);
     let mut labels: BTreeMap<String, String> =
         class.as_ref().and_then(|c| c.parameters.as_ref()).into_iter().flatten().filter_map(knob).collect();
     labels.extend(volume.labels.iter().filter_map(knob));
