@@ -9,6 +9,7 @@ mod compact;
 mod live;
 mod offline;
 pub mod pod;
+mod updates;
 
 use std::sync::{
     Arc,
@@ -31,7 +32,8 @@ use crate::model::crd::VolumeSnapshot;
 pub use changes::{ClaimChanges, ClaimVersion, MAX_PENDING, Pending, VolumeVersion};
 pub use compact::{claim_key, trim_pv, trim_pvc};
 pub use live::{run_reflectors, trim_node, trim_pod};
-pub use offline::{ObjectUpdates, Objects, load_objects_file};
+pub use offline::{Objects, load_objects_file};
+pub use updates::ObjectUpdates;
 
 /// Errors building or filling the cluster view.
 #[derive(Debug, thiserror::Error)]

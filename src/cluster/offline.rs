@@ -19,7 +19,7 @@ use kube::runtime::{reflector::store::Writer, watcher};
 use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
 
-use super::{ClusterView, ClusterWriters, Error};
+use super::{ClusterView, ClusterWriters, Error, ObjectUpdates};
 use crate::model::crd::VolumeSnapshot;
 
 const SNAPSHOT_API_VERSION: &str = "volumesnapshot.external-storage.k8s.io/v1";
@@ -79,7 +79,7 @@ impl Objects {
         snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
         pods.into_iter().for_each(|o| feed.apply(Object::Pod(o)));
         let writers = feed.finish();
-        (view.clone(), ObjectUpdates { view, writers })
+        (view.clone(), ObjectUpdates::new(view, writers))
     }
 
     fn push(&mut self, object: Object) {
@@ -137,36 +137,6 @@ impl Feed {
         // The file is the whole truth: a snapshot it does not list does not exist.
         w.snapshots_synced.store(true, Ordering::Release);
         w
-    }
-}
-
-/// Changes to a view built by [`Objects::into_view_with_updates`], applied as watch events
-/// are in live mode (tests and benchmarks of what follows a change).
-pub struct ObjectUpdates {
-    view: ClusterView,
-    writers: ClusterWriters,
-}
-
-impl ObjectUpdates {
-    /// Adds or replaces a PVC.
-    pub fn apply_pvc(&mut self, pvc: PersistentVolumeClaim) {
-        self.writers.pvcs.apply(watcher::Event::Apply(pvc));
-    }
-
-    /// Removes a PVC.
-    pub fn delete_pvc(&mut self, pvc: PersistentVolumeClaim) {
-        self.writers.pvcs.apply(watcher::Event::Delete(pvc));
-    }
-
-    /// Adds or replaces a PV.
-    pub fn apply_pv(&mut self, pv: PersistentVolume) {
-        self.writers.pvs.apply(watcher::Event::Apply(pv));
-    }
-
-    /// Adds or replaces a StorageClass.
-    pub fn apply_class(&mut self, class: StorageClass) {
-        self.writers.storage_classes.apply_watcher_event(&watcher::Event::Apply(class));
-        self.view.class_changed();
     }
 }
 
