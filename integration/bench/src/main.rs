@@ -75,6 +75,14 @@ struct Common {
     /// End-to-end scheduling results (JSON from integration/e2e); default: target/bench/e2e.json when present.
     #[arg(long)]
     e2e_results: Option<PathBuf>,
+    /// The Goals table's "Before" column from this results file (an older stork binary run by
+    /// this harness on this machine: `run --only extender,webhook,memory --stork OLD --out FILE`)
+    /// instead of from the previous BENCHMARKS.md.
+    #[arg(long, requires = "before_label")]
+    before_results: Option<PathBuf>,
+    /// What `--before-results` measured (a commit), shown in the column heading.
+    #[arg(long, requires = "before_results")]
+    before_label: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -152,7 +160,13 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let plan = if args.smoke { Plan::smoke() } else { Plan::full() };
     let partial = !args.only.is_empty();
     let plan = if partial { plan.only(&args.only) } else { plan };
-    let results = runner.run(&plan)?;
+    let mut results = runner.run(&plan)?;
+    if partial {
+        // Criterion measured the working tree, not necessarily the binary under test (`--stork`):
+        // a partial run, such as an older binary's for `--before-results`, carries none of it.
+        results.micro.clear();
+        results.claims = None;
+    }
     let name = match (args.smoke, partial) {
         (true, _) => "smoke.json",
         (false, true) => "partial.json",
@@ -199,7 +213,11 @@ fn write_benchmarks(common: &Common, results: &Results) -> anyhow::Result<()> {
     };
     let path = common.root.join("BENCHMARKS.md");
     let previous = std::fs::read_to_string(&path).ok();
-    let md = render::render(results, e2e.as_ref(), previous.as_deref());
+    let before = match (&common.before_results, &common.before_label) {
+        (Some(file), Some(label)) => before::from_results(&read_json(file)?, label.clone()),
+        _ => before::parse(previous.as_deref().unwrap_or_default()),
+    };
+    let md = render::render(results, e2e.as_ref(), previous.as_deref(), &before);
     std::fs::write(&path, md).with_context(|| format!("writing {}", path.display()))?;
     let mut stdout = std::io::stdout().lock();
     for v in goals::judge(results, e2e.as_ref()) {

@@ -11,11 +11,16 @@ use crate::{
 };
 
 /// Renders the whole document; `previous` is the current BENCHMARKS.md, if any.
-pub fn render(results: &Results, e2e: Option<&E2eResults>, previous: Option<&str>) -> String {
+pub fn render(
+    results: &Results,
+    e2e: Option<&E2eResults>,
+    previous: Option<&str>,
+    before: &crate::before::Before,
+) -> String {
     let verdicts = goals::judge(results, e2e);
     let mut md = String::new();
     header(&mut md, results);
-    summary(&mut md, &verdicts, &crate::before::parse(previous.unwrap_or_default()));
+    summary(&mut md, &verdicts, before, &results.machine.cpu);
     extender(&mut md, results);
     webhook(&mut md, results);
     end_to_end(&mut md, e2e);
@@ -46,12 +51,13 @@ fn header(md: &mut String, r: &Results) {
     let _ = writeln!(md, "| Harness | `{}` ({:.0} s) |\n", r.command, r.total_secs);
 }
 
-fn summary(md: &mut String, verdicts: &[Verdict], before: &crate::before::Before) {
-    let commit = before.commit.as_deref().map(|c| format!(" (`{c}`)")).unwrap_or_default();
+fn summary(md: &mut String, verdicts: &[Verdict], before: &crate::before::Before, cpu: &str) {
+    let heading = before.heading(cpu);
     let _ = writeln!(
         md,
-        "## Goals\n\n\"Before\" is what the previous BENCHMARKS.md measured{commit}, \"Now\" this run.\n\n\
-         | Goal | Before{commit} | Now | Status |\n|---|---|---|---|"
+        "## Goals\n\n\"Before\"{heading} is {}; \"Now\" is this run. \"—\": not measured then.\n\n\
+         | Goal | Before{heading} | Now | Status |\n|---|---|---|---|",
+        before.source
     );
     for v in verdicts {
         let prev = before.goals.get(&v.goal).map_or("—", String::as_str);
