@@ -167,3 +167,23 @@ fn reloading_the_mock_topology_marks_the_driver_s_volumes_changed() {
     refresh(driver.as_ref(), &cluster);
     assert_eq!(resolve(&cluster, &driver, &["v1"]).unwrap().bound[0].volume.replicas, ["n2"]);
 }
+
+#[tokio::test]
+async fn the_builder_task_folds_a_change_in_on_its_own_and_stops_when_cancelled() {
+    let (cluster, mut updates, driver) = built();
+    let cancel = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(super::run(driver.clone(), cluster.clone(), cancel.clone()));
+    updates.apply_pvc(claim("v1", "mock-sc", Some("pv-v1"), json!({"stork.libopenstorage.org/rack": "r7"})));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let index = driver.claim_index().and_then(|s| s.current(&cluster));
+        let outcome = index.as_deref().and_then(|i| i.lookup(&cluster, &claim_key(NS, "v1")).map(|o| format!("{o:?}")));
+        if outcome.as_deref().is_some_and(|o| o.contains("r7")) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the builder did not redo v1 within 10 s; last saw {outcome:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    cancel.cancel();
+    tokio::time::timeout(std::time::Duration::from_secs(10), task).await.expect("builder stops").unwrap();
+}
