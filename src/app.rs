@@ -204,7 +204,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         metrics: metrics.clone(),
     };
     tasks.spawn(crate::driver::node_index::run(driver.clone(), cluster.clone(), cancel.clone()));
-    tasks.spawn(crate::driver::claims::run(driver.clone(), cluster.clone(), cancel.clone()));
+    tasks.spawn(crate::driver::claims::run(driver.clone(), cluster.clone(), metrics.clone(), cancel.clone()));
     let extender = ExtenderState {
         cluster,
         driver,

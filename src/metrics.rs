@@ -31,7 +31,18 @@ pub struct Metrics {
     pub monitor: MonitorMetrics,
     /// Driver configuration files refused (`stork_driver_config_errors_total`, by file).
     pub driver_config_errors: Family<FileLabels, Counter>,
+    /// Claims in the published claim index (`stork_claim_index_claims`).
+    pub claim_index_claims: Gauge,
+    /// Claim-index builds by kind (`stork_claim_index_builds_total{kind}`: `whole`, `incremental`).
+    pub claim_index_builds: Family<BuildLabels, Counter>,
     census: Arc<OnceLock<Census>>,
+}
+
+/// Label set naming a kind of index build.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    /// `whole` or `incremental`.
+    pub kind: &'static str,
 }
 
 /// Counts the driver's nodes by status (`Online`, `Offline` …), read at scrape time.
@@ -86,9 +97,31 @@ impl Metrics {
             "Driver configuration files refused (unreadable, empty, invalid or half-written); the last good content keeps serving",
             driver_config_errors.clone(),
         );
+        let claim_index_claims = Gauge::default();
+        registry.register(
+            "stork_claim_index_claims",
+            "Claims resolved in the published claim index",
+            claim_index_claims.clone(),
+        );
+        let claim_index_builds = Family::<BuildLabels, Counter>::default();
+        registry.register(
+            "stork_claim_index_builds",
+            "Claim index builds: whole (relist, class or driver-volume change) or incremental (changed claims only)",
+            claim_index_builds.clone(),
+        );
         let census = Arc::new(OnceLock::new());
         registry.register_collector(Box::new(DriverNodes(census.clone())));
-        Arc::new(Self { registry, extender, placement, webhook, monitor, driver_config_errors, census })
+        Arc::new(Self {
+            registry,
+            extender,
+            placement,
+            webhook,
+            monitor,
+            driver_config_errors,
+            claim_index_claims,
+            claim_index_builds,
+            census,
+        })
     }
 
     /// Sets how `stork_driver_nodes` counts (once the driver exists; later calls are ignored).

@@ -26,7 +26,10 @@ use rustc_hash::{FxBuildHasher, FxHashSet};
 use tokio_util::sync::CancellationToken;
 
 use super::{Driver, Outcome, classify};
-use crate::cluster::{ClaimVersion, ClusterView, VolumeVersion};
+use crate::{
+    cluster::{ClaimVersion, ClusterView, VolumeVersion},
+    metrics::{BuildLabels, Metrics},
+};
 
 type Map<V> = HashTrieMapSync<Box<str>, V, FxBuildHasher>;
 
@@ -205,7 +208,8 @@ pub fn refresh(driver: &dyn Driver, cluster: &ClusterView) -> Refreshed {
 
 /// Keeps `driver`'s claim index current for `cluster` until cancelled (returns at once when the
 /// driver keeps none). Woken by cache changes, and every [`VOLUMES_POLL`] for driver changes.
-pub async fn run(driver: Arc<dyn Driver>, cluster: ClusterView, cancel: CancellationToken) {
+/// Counts its builds and the index's size in `metrics`.
+pub async fn run(driver: Arc<dyn Driver>, cluster: ClusterView, metrics: Arc<Metrics>, cancel: CancellationToken) {
     if driver.claim_index().is_none() {
         return;
     }
@@ -216,8 +220,16 @@ pub async fn run(driver: Arc<dyn Driver>, cluster: ClusterView, cancel: Cancella
         let started = Instant::now();
         let refreshed = refresh(driver.as_ref(), &cluster);
         let elapsed = started.elapsed();
-        if refreshed != Refreshed::Current {
+        let kind = match refreshed {
+            Refreshed::Whole { .. } => Some("whole"),
+            Refreshed::Incremental { .. } => Some("incremental"),
+            Refreshed::Current | Refreshed::Unsupported => None,
+        };
+        if let Some(kind) = kind {
             tracing::debug!(?refreshed, ?elapsed, "claim index published");
+            metrics.claim_index_builds.get_or_create(&BuildLabels { kind }).inc();
+            let claims = driver.claim_index().and_then(|s| s.current.load_full()).map_or(0, |i| i.len());
+            metrics.claim_index_claims.set(i64::try_from(claims).unwrap_or(i64::MAX));
         }
         if let Refreshed::Whole { .. } = refreshed {
             // A driver whose volumes change constantly must not keep a core busy rebuilding:

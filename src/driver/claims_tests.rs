@@ -169,10 +169,11 @@ fn reloading_the_mock_topology_marks_the_driver_s_volumes_changed() {
 }
 
 #[tokio::test]
-async fn the_builder_task_folds_a_change_in_on_its_own_and_stops_when_cancelled() {
+async fn the_builder_task_folds_a_change_in_on_its_own_counts_it_and_stops_when_cancelled() {
     let (cluster, mut updates, driver) = built();
     let cancel = tokio_util::sync::CancellationToken::new();
-    let task = tokio::spawn(super::run(driver.clone(), cluster.clone(), cancel.clone()));
+    let metrics = crate::metrics::Metrics::new();
+    let task = tokio::spawn(super::run(driver.clone(), cluster.clone(), metrics.clone(), cancel.clone()));
     updates.apply_pvc(claim("v1", "mock-sc", Some("pv-v1"), json!({"stork.libopenstorage.org/rack": "r7"})));
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
@@ -186,4 +187,7 @@ async fn the_builder_task_folds_a_change_in_on_its_own_and_stops_when_cancelled(
     }
     cancel.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(10), task).await.expect("builder stops").unwrap();
+    let text = metrics.encode();
+    assert!(text.contains("stork_claim_index_builds_total{kind=\"incremental\"}"), "{text}");
+    assert!(text.contains("stork_claim_index_claims 5"), "{text}");
 }
