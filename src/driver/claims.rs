@@ -210,9 +210,7 @@ pub fn refresh(driver: &dyn Driver, cluster: &ClusterView) -> Refreshed {
 /// driver keeps none). Woken by cache changes, and every [`VOLUMES_POLL`] for driver changes.
 /// Counts its builds and the index's size in `metrics`.
 pub async fn run(driver: Arc<dyn Driver>, cluster: ClusterView, metrics: Arc<Metrics>, cancel: CancellationToken) {
-    if driver.claim_index().is_none() {
-        return;
-    }
+    let Some(slot) = driver.claim_index() else { return };
     let mut changes = cluster.claim_changes().subscribe();
     let mut poll = tokio::time::interval(VOLUMES_POLL);
     poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -228,7 +226,7 @@ pub async fn run(driver: Arc<dyn Driver>, cluster: ClusterView, metrics: Arc<Met
         if let Some(kind) = kind {
             tracing::debug!(?refreshed, ?elapsed, "claim index published");
             metrics.claim_index_builds.get_or_create(&BuildLabels { kind }).inc();
-            let claims = driver.claim_index().and_then(|s| s.current.load_full()).map_or(0, |i| i.len());
+            let claims = slot.current.load().as_deref().map_or(0, ClaimIndex::len);
             metrics.claim_index_claims.set(i64::try_from(claims).unwrap_or(i64::MAX));
         }
         if let Refreshed::Whole { .. } = refreshed {

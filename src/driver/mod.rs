@@ -236,6 +236,26 @@ pub(crate) fn classify(
     Ok(Outcome::Bound { volume, labels })
 }
 
+/// What a claim the cache does not hold means. A generic ephemeral volume's claim the
+/// controller has not made (or stork has not cached) yet follows from its template's class;
+/// any other missing claim is [`VolumesError::PvcNotFound`].
+fn uncreated(
+    driver: &dyn Driver,
+    cluster: &ClusterView,
+    c: &crate::cluster::pod::PodClaim<'_>,
+    claim: &str,
+) -> Result<Outcome, VolumesError> {
+    let Some(class) = c.ephemeral_class else {
+        return Err(VolumesError::PvcNotFound { claim: claim.to_string(), volume: c.volume.to_string() });
+    };
+    Ok(match cluster.template_class(class) {
+        Some(class) if driver.owns_class(&class) && binds_on_first_consumer(&class) => Outcome::PendingWffc,
+        Some(class) if driver.owns_class(&class) => Outcome::Pending,
+        // Another driver's class, or one stork does not know: no constraint from stork.
+        _ => Outcome::Foreign,
+    })
+}
+
 /// Resolves the driver volumes a pod uses: from the driver's claim index ([`claims`]) where it
 /// is current, else from cached objects and the driver's cache.
 ///
@@ -255,23 +275,10 @@ pub fn pod_volumes(driver: &dyn Driver, cluster: &ClusterView, pod: &PodFacts) -
         let outcome = match index.as_deref().and_then(|i| i.lookup(cluster, &claim)) {
             Some(outcome) => outcome,
             None => {
-                let Some(pvc) = cluster.pvc(ns, &c.name) else {
-                    // A generic ephemeral volume's claim the controller has not made (or stork
-                    // has not cached) yet: what it will be follows from the template's class.
-                    match c.ephemeral_class.map(|class| cluster.template_class(class)) {
-                        Some(Some(class)) if driver.owns_class(&class) && binds_on_first_consumer(&class) => {
-                            out.pending_wffc.push(claim);
-                            continue;
-                        }
-                        Some(Some(class)) if driver.owns_class(&class) => {
-                            return Err(VolumesError::PvcPending { claim });
-                        }
-                        // Another driver's class, or one stork does not know: no constraint.
-                        Some(_) => continue,
-                        None => return Err(VolumesError::PvcNotFound { claim, volume: c.volume.to_string() }),
-                    }
+                resolved = match cluster.pvc(ns, &c.name) {
+                    Some(pvc) => classify(driver, cluster, &pvc)?,
+                    None => uncreated(driver, cluster, &c, &claim)?,
                 };
-                resolved = classify(driver, cluster, &pvc)?;
                 &resolved
             }
         };
