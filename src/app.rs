@@ -153,7 +153,15 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                     cluster: cluster.clone(),
                     driver: driver.clone(),
                     events: events.clone(),
-                    settings: snapshot::Settings::default(),
+                    settings: snapshot::Settings {
+                        rules: crate::rule::Settings {
+                            retries: monitor.rule_exec_retries,
+                            retry_interval: monitor.rule_exec_retry_interval,
+                            pod_timeout: monitor.rule_exec_timeout,
+                            ..crate::rule::Settings::default()
+                        },
+                        ..snapshot::Settings::default()
+                    },
                 };
                 tasks.spawn(snapshot::run(Arc::new(ctx), leading, cancel.clone()));
             }

@@ -20,6 +20,7 @@ pub mod leader;
 pub mod metrics;
 pub mod model;
 pub mod monitor;
+pub mod rule;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;

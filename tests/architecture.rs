@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 
 const SURFACES: &[&str] = &["extender", "webhook", "monitor", "snapshot"];
-const SHARED: &[&str] = &["model", "cluster", "driver"];
+const SHARED: &[&str] = &["model", "cluster", "driver", "rule"];
 /// Driver implementations: only `app` (and tests) may name them.
 const DRIVER_IMPLS: &[&str] = &["mock", "csi"];
 

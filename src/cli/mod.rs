@@ -147,6 +147,16 @@ pub struct MonitorArgs {
     /// restores (on the elected leader only). `--snapshot-controllers=false` turns them off.
     #[arg(long, env = "STORK_SNAPSHOT_CONTROLLERS", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub snapshot_controllers: bool,
+    /// Further attempts of a rule's foreground command that failed (pre/post-snapshot rules).
+    #[arg(long, env = "STORK_RULE_EXEC_RETRIES", default_value_t = 2)]
+    pub rule_exec_retries: u32,
+    /// Wait between attempts of a rule command.
+    #[arg(long, env = "STORK_RULE_EXEC_RETRY_INTERVAL", default_value = "5s", value_parser = parse_duration)]
+    pub rule_exec_retry_interval: Duration,
+    /// How long a rule command may run in one pod, and how long a background command may take to
+    /// reach its ${WAIT_PLACEHOLDER} (Stork: 15 minutes).
+    #[arg(long, env = "STORK_RULE_EXEC_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
+    pub rule_exec_timeout: Duration,
     /// How often the driver is polled (minimum 30s).
     #[arg(long, env = "STORK_MONITOR_INTERVAL", default_value = "120s", value_parser = parse_duration)]
     pub monitor_interval: Duration,
@@ -194,6 +204,9 @@ impl Default for MonitorArgs {
         Self {
             health_monitor: true,
             snapshot_controllers: true,
+            rule_exec_retries: 2,
+            rule_exec_retry_interval: Duration::from_secs(5),
+            rule_exec_timeout: Duration::from_secs(900),
             monitor_interval: Duration::from_secs(120),
             monitor_dry_run: false,
             monitor_max_down_fraction: 0.5,

@@ -19,13 +19,24 @@ use super::{
     ClusterView, ClusterWriters,
     cache::{CacheWriter, Packed},
 };
-use crate::model::crd::VolumeSnapshot;
+use crate::model::{crd::VolumeSnapshot, rule::Rule};
 
 /// Runs the reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.
 pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterWriters, cancel: CancellationToken) {
-    let ClusterWriters { storage_classes, pvcs, pvs, nodes, synced, snapshots, snapshots_synced, pods, pods_synced } =
-        writers;
+    let ClusterWriters {
+        storage_classes,
+        pvcs,
+        pvs,
+        nodes,
+        synced,
+        snapshots,
+        snapshots_synced,
+        rules,
+        rules_synced,
+        pods,
+        pods_synced,
+    } = writers;
     let sync = async {
         let results = tokio::join!(
             view.storage_classes.wait_until_ready(),
@@ -46,6 +57,13 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         }
         std::future::pending::<()>().await;
     };
+    let rules_sync = async {
+        if view.rules.wait_until_ready().await.is_ok() {
+            rules_synced.store(true, Ordering::Release);
+            tracing::info!(count = view.rules.len(), "rule cache synced");
+        }
+        std::future::pending::<()>().await;
+    };
     let pods_sync = async {
         if view.pods.wait_until_ready().await.is_ok() {
             pods_synced.send_replace(true);
@@ -57,6 +75,7 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = cancel.cancelled() => {}
         _ = sync => {}
         _ = snapshots_sync => {}
+        _ = rules_sync => {}
         _ = pods_sync => {}
         _ = reflect(Api::<Pod>::all(client.clone()), pods, trim_pod, || view.pod_changed()) => {}
         _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || view.class_changed()) => {}
@@ -65,7 +84,8 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = reflect(Api::<Node>::all(client.clone()), nodes, trim_node, || view.node_changed()) => {}
         // Without the snapshot CRDs this watch keeps failing (with backoff) and the webhook
         // checks restore claims without it.
-        _ = reflect(Api::<VolumeSnapshot>::all(client), snapshots, trim_meta, || {}) => {}
+        _ = reflect(Api::<VolumeSnapshot>::all(client.clone()), snapshots, trim_meta, || {}) => {}
+        _ = reflect(Api::<Rule>::all(client), rules, trim_meta, || {}) => {}
     }
 }
 

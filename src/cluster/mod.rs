@@ -27,7 +27,7 @@ use self::{
     changes::Kind,
     compact::{CachedPv, CachedPvc},
 };
-use crate::model::crd::VolumeSnapshot;
+use crate::model::{crd::VolumeSnapshot, rule::Rule};
 
 pub use changes::{ClaimChanges, ClaimVersion, MAX_PENDING, Pending, VolumeVersion};
 pub use compact::{claim_key, trim_pv, trim_pvc};
@@ -70,6 +70,9 @@ pub struct ClusterView {
     snapshots: Store<VolumeSnapshot>,
     // Separate from `synced`: the snapshot CRDs are optional, and readiness must not wait on them.
     snapshots_synced: Arc<AtomicBool>,
+    // Rules, for `/validate` of snapshots that name them; optional like the snapshot CRDs.
+    rules: Store<Rule>,
+    rules_synced: Arc<AtomicBool>,
     node_changes: Arc<tokio::sync::watch::Sender<u64>>,
     // Same count as `node_changes`, readable without a lock on every extender request.
     node_generation: Arc<AtomicU64>,
@@ -95,6 +98,8 @@ pub struct ClusterWriters {
     pub(crate) synced: Arc<AtomicBool>,
     pub(crate) snapshots: Writer<VolumeSnapshot>,
     pub(crate) snapshots_synced: Arc<AtomicBool>,
+    pub(crate) rules: Writer<Rule>,
+    pub(crate) rules_synced: Arc<AtomicBool>,
     pub(crate) pods: Writer<Pod>,
     pub(crate) pods_synced: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -110,6 +115,8 @@ impl ClusterView {
         let pv_w = pv_w.with_log(claim_changes.clone(), Kind::Volume);
         let (nodes, node_w) = reflector::store();
         let (snapshots, snap_w) = reflector::store();
+        let (rules, rules_w) = reflector::store();
+        let rules_synced = Arc::new(AtomicBool::new(false));
         let (pods, pod_w) = reflector::store();
         let pods_synced = Arc::new(tokio::sync::watch::Sender::new(false));
         let synced = Arc::new(AtomicBool::new(false));
@@ -122,6 +129,8 @@ impl ClusterView {
             synced: synced.clone(),
             snapshots,
             snapshots_synced: snapshots_synced.clone(),
+            rules,
+            rules_synced: rules_synced.clone(),
             node_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             node_generation: Arc::new(AtomicU64::new(0)),
             pods,
@@ -138,6 +147,8 @@ impl ClusterView {
             synced,
             snapshots: snap_w,
             snapshots_synced,
+            rules: rules_w,
+            rules_synced,
             pods: pod_w,
             pods_synced,
         };
@@ -223,6 +234,12 @@ impl ClusterView {
         self.snapshots_synced
             .load(Ordering::Acquire)
             .then(|| self.snapshots.get(&ObjectRef::new(name).within(namespace)))
+    }
+
+    /// A `Rule` by namespace and name. The outer `None` means stork holds no rule cache (CRD not
+    /// installed or not synced yet), so absence proves nothing.
+    pub fn rule(&self, namespace: &str, name: &str) -> Option<Option<Arc<Rule>>> {
+        self.rules_synced.load(Ordering::Acquire).then(|| self.rules.get(&ObjectRef::new(name).within(namespace)))
     }
 
     /// True once every store has its initial list (readiness).

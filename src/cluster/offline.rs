@@ -20,9 +20,10 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
 
 use super::{ClusterView, ClusterWriters, Error, ObjectUpdates};
-use crate::model::crd::VolumeSnapshot;
+use crate::model::{crd::VolumeSnapshot, rule::Rule};
 
 const SNAPSHOT_API_VERSION: &str = "volumesnapshot.external-storage.k8s.io/v1";
+const RULE_API_VERSION: &str = "stork.libopenstorage.org/v1alpha1";
 
 /// Typed objects of the kinds the view caches.
 #[derive(Debug, Default, Clone)]
@@ -39,6 +40,8 @@ pub struct Objects {
     pub snapshots: Vec<VolumeSnapshot>,
     /// Pods.
     pub pods: Vec<Pod>,
+    /// Stork Rules.
+    pub rules: Vec<Rule>,
 }
 
 /// One object of a kind the view caches. Transient (one document at a time), so the size
@@ -50,6 +53,7 @@ enum Object {
     Pv(PersistentVolume),
     Node(Node),
     Snapshot(VolumeSnapshot),
+    Rule(Rule),
     Pod(Pod),
 }
 
@@ -71,13 +75,14 @@ impl Objects {
     pub fn into_view_with_updates(self) -> (ClusterView, ObjectUpdates) {
         let (view, writers) = ClusterView::new();
         let mut feed = Feed::start(writers);
-        let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods } = self;
+        let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods, rules } = self;
         storage_classes.into_iter().for_each(|o| feed.apply(Object::StorageClass(o)));
         pvcs.into_iter().for_each(|o| feed.apply(Object::Pvc(o)));
         pvs.into_iter().for_each(|o| feed.apply(Object::Pv(o)));
         nodes.into_iter().for_each(|o| feed.apply(Object::Node(o)));
         snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
         pods.into_iter().for_each(|o| feed.apply(Object::Pod(o)));
+        rules.into_iter().for_each(|o| feed.apply(Object::Rule(o)));
         let writers = feed.finish();
         (view.clone(), ObjectUpdates::new(view, writers))
     }
@@ -90,6 +95,7 @@ impl Objects {
             Object::Node(o) => self.nodes.push(o),
             Object::Snapshot(o) => self.snapshots.push(o),
             Object::Pod(o) => self.pods.push(o),
+            Object::Rule(o) => self.rules.push(o),
         }
     }
 }
@@ -117,6 +123,7 @@ impl Feed {
             Object::Pv(o) => w.pvs.apply(watcher::Event::InitApply(o)),
             Object::Node(o) => init_apply(&mut w.nodes, o),
             Object::Snapshot(o) => init_apply(&mut w.snapshots, o),
+            Object::Rule(o) => init_apply(&mut w.rules, o),
             Object::Pod(mut o) => {
                 super::trim_pod(&mut o);
                 init_apply(&mut w.pods, o);
@@ -131,11 +138,13 @@ impl Feed {
         w.pvs.apply(watcher::Event::InitDone);
         w.nodes.apply_watcher_event(&watcher::Event::InitDone);
         w.snapshots.apply_watcher_event(&watcher::Event::InitDone);
+        w.rules.apply_watcher_event(&watcher::Event::InitDone);
         w.pods.apply_watcher_event(&watcher::Event::InitDone);
         w.synced.store(true, Ordering::Release);
         w.pods_synced.send_replace(true);
         // The file is the whole truth: a snapshot it does not list does not exist.
         w.snapshots_synced.store(true, Ordering::Release);
+        w.rules_synced.store(true, Ordering::Release);
         w
     }
 }
@@ -281,6 +290,7 @@ impl Walk<'_> {
             }
             "Pod" => Object::Pod(doc.typed().map_err(ctx)?),
             "VolumeSnapshot" if api_version == SNAPSHOT_API_VERSION => Object::Snapshot(doc.typed().map_err(ctx)?),
+            "Rule" if api_version == RULE_API_VERSION => Object::Rule(doc.typed().map_err(ctx)?),
             _ => {
                 tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache");
                 return Ok(());
@@ -305,6 +315,7 @@ impl Object {
             Self::Node(o) => o.metadata.name.as_deref(),
             Self::Snapshot(o) => o.metadata.name.as_deref(),
             Self::Pod(o) => o.metadata.name.as_deref(),
+            Self::Rule(o) => o.metadata.name.as_deref(),
         }
     }
 }

@@ -84,6 +84,28 @@ pub trait SnapshotDriver: Send + Sync {
         labels: &BTreeMap<String, String>,
     ) -> Result<DriverSnapshot, SnapshotError>;
 
+    /// Takes one snapshot of each `(id, volume_id)` pair as a group. A driver that can take them
+    /// at one instant does (see [`Self::group_consistent`]); the default takes them one after
+    /// another, which is consistent only inside the quiesce window a pre-snapshot rule holds.
+    /// Idempotent like [`Self::create_snapshot`]; on an error some may exist, and the caller
+    /// deletes them by id.
+    async fn create_group_snapshot(
+        &self,
+        members: &[(String, String)],
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<DriverSnapshot>, SnapshotError> {
+        let mut out = Vec::with_capacity(members.len());
+        for (id, volume_id) in members {
+            out.push(self.create_snapshot(id, volume_id, labels).await?);
+        }
+        Ok(out)
+    }
+
+    /// Whether [`Self::create_group_snapshot`] takes every snapshot at one instant.
+    fn group_consistent(&self) -> bool {
+        false
+    }
+
     /// The snapshot, or `None` if the driver does not have it.
     async fn snapshot(&self, id: &str) -> Result<Option<DriverSnapshot>, SnapshotError>;
 

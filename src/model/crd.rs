@@ -222,7 +222,13 @@ pub struct RestoreVolumeInfo {
 
 /// Every CRD stork serves, in manifest order.
 pub fn crds() -> Vec<CustomResourceDefinition> {
-    vec![VolumeSnapshot::crd(), VolumeSnapshotData::crd(), VolumeSnapshotRestore::crd()]
+    vec![
+        VolumeSnapshot::crd(),
+        VolumeSnapshotData::crd(),
+        VolumeSnapshotRestore::crd(),
+        super::rule::crd(),
+        super::group::GroupVolumeSnapshot::crd(),
+    ]
 }
 
 /// The CRDs as one multi-document YAML file, as checked in at `manifests/crds.yaml`.
@@ -241,12 +247,15 @@ mod tests {
 
     #[test]
     fn crds_carry_the_names_and_scopes_stork_users_already_have() {
-        let [snap, data, restore] = crds().try_into().unwrap();
+        let [snap, data, restore, rule, group] = crds().try_into().unwrap();
         assert_eq!(snap.metadata.name.as_deref(), Some("volumesnapshots.volumesnapshot.external-storage.k8s.io"));
         assert_eq!(snap.spec.scope, "Namespaced");
         assert_eq!(data.spec.scope, "Cluster");
         assert_eq!(data.spec.names.short_names.as_deref().unwrap()[0], "svsd");
         assert_eq!(restore.metadata.name.as_deref(), Some("volumesnapshotrestores.stork.libopenstorage.org"));
+        assert_eq!(rule.metadata.name.as_deref(), Some("rules.stork.libopenstorage.org"));
+        assert_eq!(group.metadata.name.as_deref(), Some("groupvolumesnapshots.stork.libopenstorage.org"));
+        assert_eq!(group.spec.scope, "Namespaced");
         let approved = snap.metadata.annotations.unwrap();
         assert_eq!(approved["api-approved.kubernetes.io"], API_APPROVED);
     }

@@ -5,7 +5,10 @@
 
 pub mod backoff;
 pub mod crd;
+pub mod group;
 pub mod restore_claim;
+pub mod rule;
+pub mod rule_refs;
 
 /// The scheduler name the webhook gives driver-backed pods, and that restores leave alone.
 pub const STORK_SCHEDULER: &str = "stork";

@@ -7,6 +7,7 @@
 //! to do before they do it so a restart never repeats a driver action.
 
 mod controller;
+mod group;
 
 mod provisioner;
 mod restore;
@@ -50,6 +51,8 @@ pub struct Settings {
     /// How long pods of an in-place restore may take to stop before they are force-deleted
     /// (Stork: 120 s).
     pub pod_stop_timeout: Duration,
+    /// Retries and timeouts of pre- and post-snapshot rule commands.
+    pub rules: crate::rule::Settings,
 }
 
 impl Default for Settings {
@@ -58,6 +61,7 @@ impl Default for Settings {
             resync: Duration::from_secs(60),
             retry: Duration::from_secs(2),
             pod_stop_timeout: Duration::from_secs(120),
+            rules: crate::rule::Settings::default(),
         }
     }
 }
@@ -76,7 +80,14 @@ pub struct Context {
     pub settings: Settings,
 }
 
-/// Runs the three controllers while this replica leads; stops them when leadership is lost and
+impl Context {
+    /// The rule executor, with this context's client and settings.
+    pub fn rules(&self) -> crate::rule::Executor {
+        crate::rule::Executor::new(self.client.clone(), self.settings.rules.clone())
+    }
+}
+
+/// Runs the four controllers (snapshots, group snapshots, restore provisioner, in-place restores) while this replica leads; stops them when leadership is lost and
 /// starts them afresh on the next term. Ends on `cancel`.
 pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: CancellationToken) {
     if ctx.driver.snapshots().is_none() {
@@ -91,7 +102,12 @@ pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: C
         tracing::info!("leader: snapshot controllers active");
         let work = async {
             wait_for_crds(&ctx.client).await;
-            tokio::join!(controller::run(ctx.clone()), provisioner::run(ctx.clone()), restore::run(ctx.clone()),);
+            tokio::join!(
+                controller::run(ctx.clone()),
+                provisioner::run(ctx.clone()),
+                restore::run(ctx.clone()),
+                group::run(ctx.clone()),
+            );
         };
         tokio::select! {
             _ = cancel.cancelled() => return,

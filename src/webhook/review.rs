@@ -21,6 +21,14 @@ use crate::model::restore_claim::{
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
 use crate::{
+    model::{
+        crd::{SNAPSHOT_GROUP, STORK_GROUP},
+        rule_refs::validate_rule_refs,
+    },
+    rule::plan::snapshot_rules,
+};
+
+use crate::{
     body::read_body,
     cluster::pod::PodFacts,
     telemetry::LogLimiter,
@@ -245,6 +253,9 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
     let req = parse(body).map_err(|e| (String::new(), e))?;
     record_span(&req, None);
     let version = req.version;
+    if let Some(kind) = rule_owner_kind(&req) {
+        return review_rule_refs(state, &req, kind);
+    }
     if !req.is_core("PersistentVolumeClaim") || req.operation != "CREATE" {
         return Ok(ReviewOut::allow(&req.uid, None, vec![]).in_version(version));
     }
@@ -270,6 +281,62 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
             record_span(&req, Some("denied"));
             let pvc = format!("{ns}/{name}");
             tracing::info!(uid = %Untrusted(&req.uid), pvc = %Untrusted(&pvc), reason = %Untrusted(&msg), "denying restore pvc");
+            Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
+        }
+    }
+}
+
+/// The kind of a created object that may name rules (`VolumeSnapshot`, `GroupVolumeSnapshot`).
+fn rule_owner_kind(req: &RequestIn<'_>) -> Option<&'static str> {
+    if req.operation != "CREATE" {
+        return None;
+    }
+    match (&*req.kind.group, &*req.kind.kind) {
+        (SNAPSHOT_GROUP, "VolumeSnapshot") => Some("VolumeSnapshot"),
+        (STORK_GROUP, "GroupVolumeSnapshot") => Some("GroupVolumeSnapshot"),
+        _ => None,
+    }
+}
+
+/// What `/validate` reads of an object that may name rules.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RuleOwner {
+    metadata: RuleOwnerMeta,
+    spec: RuleOwnerSpec,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+struct RuleOwnerMeta {
+    namespace: Option<String>,
+    name: Option<String>,
+    annotations: BTreeMap<String, String>,
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(default, rename_all = "camelCase")]
+struct RuleOwnerSpec {
+    pre_exec_rule: String,
+    post_exec_rule: String,
+}
+
+/// Refuses a snapshot or group snapshot whose rules are missing or cannot run.
+fn review_rule_refs(state: &WebhookState, req: &RequestIn<'_>, kind: &str) -> Result<ReviewOut, (String, Error)> {
+    let version = req.version;
+    let obj: RuleOwner = req.object().map_err(|e| (req.uid.to_string(), e))?;
+    let ns =
+        if req.namespace.is_empty() { obj.metadata.namespace.as_deref().unwrap_or_default() } else { &req.namespace };
+    let (pre, post) = match kind {
+        "VolumeSnapshot" => snapshot_rules(&obj.metadata.annotations),
+        _ => (Some(obj.spec.pre_exec_rule.as_str()), Some(obj.spec.post_exec_rule.as_str())),
+    };
+    match validate_rule_refs(kind, ns, pre, post, |name| state.cluster.rule(ns, name)) {
+        Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w).in_version(version)),
+        Verdict::Deny(msg) => {
+            record_span(req, Some("denied"));
+            let what = format!("{kind} {ns}/{}", obj.metadata.name.as_deref().unwrap_or_default());
+            tracing::info!(uid = %Untrusted(&req.uid), object = %Untrusted(&what), reason = %Untrusted(&msg), "denying: rule check");
             Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
         }
     }

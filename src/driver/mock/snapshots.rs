@@ -309,6 +309,23 @@ impl SnapshotDriver for MockDriver {
         Ok(s)
     }
 
+    /// All or nothing, in one write of the state file: the group exists at one instant.
+    async fn create_group_snapshot(
+        &self,
+        members: &[(String, String)],
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<DriverSnapshot>, SnapshotError> {
+        let out = self.act(|r, cur| {
+            members.iter().map(|(id, volume_id)| create(r, cur, id, volume_id, labels)).collect::<Result<Vec<_>, _>>()
+        })?;
+        tracing::info!(snapshots = out.len(), "mock group snapshot ready");
+        Ok(out)
+    }
+
+    fn group_consistent(&self) -> bool {
+        true
+    }
+
     async fn snapshot(&self, id: &str) -> Result<Option<DriverSnapshot>, SnapshotError> {
         Ok(self.lock().records.snapshots.get(id).map(|s| driver_snapshot(id, s)))
     }

@@ -351,3 +351,19 @@ async fn the_state_file_can_live_away_from_a_read_only_topology() {
     assert_eq!(d.state_file(), Some(state.as_path()));
     assert!(state.exists() && !state_path(&path).exists());
 }
+
+#[tokio::test]
+async fn a_group_snapshot_is_all_or_nothing_in_one_state_write() {
+    let (_dir, path) = topology_file();
+    let d = load(&path);
+    let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+    let err = d.create_group_snapshot(&pairs(&[("g1", "pv-a"), ("g2", "pv-zz")]), &none()).await.unwrap_err();
+    assert_eq!(err, SnapshotError::VolumeNotFound("pv-zz".into()));
+    assert_eq!(d.snapshot("g1").await.unwrap(), None, "nothing taken when one member fails");
+    let taken = d.create_group_snapshot(&pairs(&[("g1", "pv-a"), ("g2", "pv-b")]), &none()).await.unwrap();
+    assert_eq!(taken.len(), 2);
+    assert_eq!(taken[0].created, taken[1].created, "one instant");
+    assert!(d.group_consistent());
+    let reloaded = load(&path);
+    assert!(reloaded.snapshot("g2").await.unwrap().is_some(), "written to the state file");
+}

@@ -16,6 +16,7 @@ use crate::{
         CONDITION_ERROR, CONDITION_PENDING, CONDITION_READY, DriverSnapshotSource, SnapshotCondition, SnapshotStatus,
         VolumeSnapshot, VolumeSnapshotData, VolumeSnapshotDataSpec,
     },
+    rule::{Phase, RuleError},
 };
 
 /// What the reconciler looked up for one decision. Lookups are `None` when not made (see
@@ -132,6 +133,11 @@ pub fn decide(s: &VolumeSnapshot, f: &Facts) -> Step {
             settle(s, f.now, failed("DataMismatch", msg, Requeue::Resync), None)
         }
         (true, _) => stork_snapshot(s, f, &id, !bound.is_empty()),
+        (false, true) if super::super::group::waits_for_group(s).is_some() => {
+            let group = super::super::group::waits_for_group(s).unwrap_or_default();
+            let msg = format!("taken by group snapshot {group} in its window");
+            settle(s, f.now, pending("WaitingForGroup", msg), None)
+        }
         (false, true) => match &f.source {
             Source::Volume { pv, .. } => {
                 let mut labels =
@@ -164,6 +170,9 @@ fn stork_snapshot(s: &VolumeSnapshot, f: &Facts, id: &str, bound: bool) -> Step 
     let Some(ds) = found else {
         if bound {
             return settle(s, f.now, vanished(id, &f.driver), None);
+        }
+        if status_of(s).condition(CONDITION_ERROR).is_some_and(|c| c.reason == RULE_FAILED) {
+            return Step::Wait(Requeue::Resync);
         }
         return match &f.source {
             Source::Volume { volume_id, .. } => {
@@ -270,6 +279,23 @@ fn snapshot_failed(err: &str) -> Verdict {
 pub fn refused(s: &VolumeSnapshot, err: &SnapshotError, now: Timestamp) -> Step {
     settle(s, now, failed("SnapshotFailed", format!("snapshot failed due to err: {err}"), Requeue::Soon), None)
 }
+
+/// The step after a rule failed around the snapshot: no snapshot was taken. A rule that does
+/// not exist yet is retried (it may be created); a command that failed is final, because running
+/// a freeze again and again on a live database is worse than one clear failure.
+pub fn rule_failed(s: &VolumeSnapshot, phase: Phase, err: &RuleError, now: Timestamp) -> Step {
+    let msg = format!("{} rule failed, so no snapshot was taken: {err}", phase.label());
+    let verdict = match err {
+        RuleError::NotFound { .. } | RuleError::Api { .. } => failed("RuleNotReady", msg, Requeue::Soon),
+        RuleError::Invalid(_) | RuleError::Command(_) => {
+            failed(RULE_FAILED, format!("{msg}; delete this VolumeSnapshot and create a new one"), Requeue::Resync)
+        }
+    };
+    settle(s, now, verdict, None)
+}
+
+/// Condition reason of a snapshot whose rule failed for good.
+pub const RULE_FAILED: &str = "RuleFailed";
 
 /// Turns a verdict into a status write, or `Wait` when the snapshot already shows it.
 fn settle(s: &VolumeSnapshot, now: Timestamp, v: Verdict, created: Option<Time>) -> Step {

@@ -44,8 +44,9 @@ use crate::model::backoff::backoff;
 use crate::{
     driver::{SnapshotDriver, SnapshotError},
     events::PodEvent,
-    knobs::SNAPSHOT_ID_ANNOTATION,
+    knobs::{PODS_WITH_RUNNING_CMDS, SNAPSHOT_ID_ANNOTATION},
     model::crd::{SnapshotStatus, VolumeSnapshot, VolumeSnapshotData},
+    rule::{Held, Phase, RuleError, plan as rule_plan},
 };
 
 /// Finalizer on a `VolumeSnapshot`: its driver snapshot and data object are deleted first.
@@ -170,6 +171,12 @@ fn warn(ctx: &Context, s: &VolumeSnapshot, reason: &'static str, msg: String) {
 /// Gathers facts, decides and acts until a step waits.
 async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapshot>) -> Result<Requeue, Error> {
     let driver = snapshots(ctx)?;
+    if snap.annotations().contains_key(PODS_WITH_RUNNING_CMDS) {
+        // No rule window is open in this process: the record was left by one that stopped.
+        let released = ctx.rules().recover(api, &*snap).await.map_err(Error::Invalid)?;
+        tracing::info!(released, "released background commands recorded on the snapshot");
+        return Ok(Requeue::Soon);
+    }
     let data_api = Api::<VolumeSnapshotData>::all(ctx.client.clone());
     let (pp, name) = (PatchParams::default(), snap.name_any());
     let mut snap = Arc::unwrap_or_clone(snap);
@@ -194,7 +201,29 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
                 tracing::info!(%id, "snapshot intent recorded");
             }
             Step::TakeSnapshot { id, volume_id, labels } => {
-                match driver.create_snapshot(&id, &volume_id, &labels).await {
+                let (pre, post) = rule_plan::snapshot_rules(snap.annotations());
+                let (pre, post) = (pre.map(str::to_string), post.map(str::to_string));
+                let mut held = match &pre {
+                    Some(rule) => match run_rule(ctx, api, &snap, rule, Phase::Pre).await {
+                        Ok(held) => Some(held),
+                        Err(e) => {
+                            next = Some(rule_failed(&snap, Phase::Pre, &e, Timestamp::now()));
+                            continue;
+                        }
+                    },
+                    None => None,
+                };
+                let taken = driver.create_snapshot(&id, &volume_id, &labels).await;
+                if let Some(h) = held.as_mut() {
+                    h.release(api, &snap).await;
+                }
+                // The post rule runs whether or not the snapshot was taken: it unfreezes.
+                if let Some(rule) = &post {
+                    if let Err(e) = run_rule(ctx, api, &snap, rule, Phase::Post).await {
+                        warn(ctx, &snap, "RuleFailed", format!("post-snapshot rule failed: {e}"));
+                    }
+                }
+                match taken {
                     Ok(ds) => tracing::info!(%id, volume = %volume_id, state = ?ds.state, "driver snapshot taken"),
                     Err(e) if e.is_retryable() => {
                         warn(ctx, &snap, "SnapshotFailed", format!("failed to take snapshot {id}: {e}; retrying"));
@@ -224,6 +253,23 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
         }
     }
     Ok(Requeue::Soon)
+}
+
+/// Looks a rule up and runs it for the snapshot; the event names what ran.
+async fn run_rule(
+    ctx: &Context,
+    api: &Api<VolumeSnapshot>,
+    snap: &VolumeSnapshot,
+    rule: &str,
+    phase: Phase,
+) -> Result<Held, RuleError> {
+    let ns = snap.namespace().unwrap_or_default();
+    let executor = ctx.rules();
+    let found = executor.get(&ns, rule).await?;
+    let held = executor.run(api, snap, &found, phase).await?;
+    let msg = format!("{} rule {rule} ran", phase.label());
+    ctx.events.send_about(snap.object_ref(&()), "Snapshotting", PodEvent::normal("RuleSucceeded", msg));
+    Ok(held)
 }
 
 /// Looks up what [`decide()`] needs: the claim's volume (cache), the data object and the driver
