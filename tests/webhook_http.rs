@@ -178,3 +178,42 @@ async fn a_review_that_does_not_decode_still_echoes_its_uid_when_it_can_be_read(
     let v = mutate_envelope(truncated).await;
     assert_eq!(v["response"]["uid"], "uid-driver");
 }
+
+#[actix_web::test]
+async fn a_snapshot_or_group_naming_existing_rules_valid_for_their_phase_is_allowed() {
+    let r = post("/validate", fixture("volumesnapshot-with-rules.json")).await;
+    assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("uid-snapshot-rules"), Some(true)), "{r}");
+    let r = post("/validate", fixture("groupvolumesnapshot-with-rules.json")).await;
+    assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("uid-group-rules"), Some(true)), "{r}");
+}
+
+#[actix_web::test]
+async fn a_snapshot_naming_a_missing_rule_is_denied_naming_the_rule_and_namespace() {
+    let body = fixture("volumesnapshot-with-rules.json").replace("\"freeze\"", "\"no-such-rule\"");
+    let r = post("/validate", body).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("no Rule no-such-rule exists in namespace default"), "{msg}");
+}
+
+#[actix_web::test]
+async fn a_group_whose_post_rule_holds_a_background_command_is_denied_with_the_reason() {
+    let body = fixture("groupvolumesnapshot-with-rules.json")
+        .replace("\"postExecRule\": \"flush\"", "\"postExecRule\": \"freeze\"");
+    let r = post("/validate", body).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("post-snapshot rule freeze") && msg.contains("background actions are not allowed"), "{msg}");
+}
+
+#[actix_web::test]
+async fn a_snapshot_without_rules_and_a_wrongly_typed_one_are_allowed() {
+    let plain = fixture("volumesnapshot-with-rules.json")
+        .replace("stork.libopenstorage.org/pre-snapshot-rule", "x/a")
+        .replace("stork.libopenstorage.org/post-snapshot-rule", "x/b");
+    assert_eq!(post("/validate", plain).await["allowed"], true);
+    let wrong =
+        fixture("groupvolumesnapshot-with-rules.json").replace("\"preExecRule\": \"freeze\"", "\"preExecRule\": 7");
+    let r = post("/validate", wrong).await;
+    assert_eq!(r["allowed"], true, "an undecodable object is allowed with a warning: {r}");
+}

@@ -201,3 +201,55 @@ fn a_pre_provisioned_snapshot_of_this_driver_is_checked_in_the_driver() {
     let (status, ..) = status_step(decide(&s, &f));
     assert!(state(&status).1.contains("driver snapshot admin-snap-1 no longer exists"), "{status:?}");
 }
+
+// ---- decisions: rules and groups ----
+
+#[test]
+fn a_failed_pre_rule_fails_the_snapshot_for_good_naming_the_pod_and_exit_code() {
+    use crate::rule::{CommandFailure, Ended, Phase, RuleError};
+    let err = RuleError::Command(CommandFailure {
+        rule: "freeze".into(),
+        pod: "default/mysql-0".into(),
+        command: "exit 3".into(),
+        ended: Ended::Exit(3),
+        stderr: "lock wait timeout".into(),
+    });
+    let s = snap().with_intent();
+    let (status, event, then) = status_step(rule_failed(&s, Phase::Pre, &err, later()));
+    let (kind, msg) = state(&status);
+    assert_eq!(kind, CONDITION_ERROR);
+    for part in [
+        "pre-snapshot rule failed",
+        "no snapshot was taken",
+        "default/mysql-0",
+        "exited with code 3",
+        "lock wait timeout",
+    ] {
+        assert!(msg.contains(part), "{part:?} missing from {msg}");
+    }
+    assert_eq!(event.expect("a warning").severity, Severity::Warning);
+    assert_eq!(then, Requeue::Resync);
+    let failed = s.showing(CONDITION_ERROR, RULE_FAILED, msg);
+    let f = Facts { driver_snapshot: Some(None), data: Some(None), ..facts() };
+    assert!(matches!(decide(&failed, &f), Step::Wait(Requeue::Resync)), "the freeze is not run again");
+}
+
+#[test]
+fn a_missing_rule_is_retried_since_it_may_be_created() {
+    use crate::rule::{Phase, RuleError};
+    let err = RuleError::NotFound { namespace: "default".into(), name: "freeze".into() };
+    let (status, _, then) = status_step(rule_failed(&snap().with_intent(), Phase::Pre, &err, later()));
+    assert!(state(&status).1.contains("rule default/freeze not found"));
+    assert_eq!(then, Requeue::Soon);
+}
+
+#[test]
+fn a_group_member_waits_for_its_group_instead_of_being_taken_alone() {
+    use crate::model::group::{GroupVolumeSnapshot, GroupVolumeSnapshotSpec};
+    let mut g = GroupVolumeSnapshot::new("db-group", GroupVolumeSnapshotSpec::default());
+    g.metadata.uid = Some("g-uid".into());
+    let mut member = crate::snapshot::group::plan::member_snapshot(&g, "db-data");
+    member.metadata.uid = Some(UID.into());
+    let (status, _, _) = status_step(decide(&member, &facts()));
+    assert_eq!(state(&status), (CONDITION_PENDING, "taken by group snapshot db-group in its window"));
+}
