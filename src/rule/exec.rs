@@ -58,7 +58,7 @@ fn params(container: &str) -> AttachParams {
 }
 
 /// How an exec's status reads: success, an exit code, or the message.
-fn ended(status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> Ended {
+pub(super) fn ended(status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>) -> Ended {
     let Some(s) = status else { return Ended::Error("the exec stream closed without a status".into()) };
     if s.status.as_deref() == Some("Success") {
         return Ended::Success;
@@ -70,6 +70,12 @@ fn ended(status: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Status>)
         .and_then(|c| c.iter().find(|c| c.reason.as_deref() == Some("ExitCode")))
         .and_then(|c| c.message.as_deref())
         .and_then(|m| m.trim().parse().ok());
+    // A kubelet sends the code as an `ExitCode` cause; some runtimes (KWOK's local exec) only
+    // end the message with `exit status N`.
+    let code = code.or_else(|| {
+        let (_, tail) = s.message.as_deref()?.rsplit_once("exit status ")?;
+        tail.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+    });
     match code {
         Some(code) => Ended::Exit(code),
         None => Ended::Error(s.message.unwrap_or_else(|| "unknown exec failure".into())),

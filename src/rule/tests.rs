@@ -167,3 +167,27 @@ fn long_output_keeps_its_end() {
     assert_eq!(truncate("0123456789abcdef", 4), "…cdef");
     assert_eq!(truncate("ééééé", 3), "…é");
 }
+
+#[test]
+fn an_exec_status_reads_as_success_an_exit_code_or_the_message() {
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Status, StatusCause, StatusDetails};
+
+    use super::{Ended, exec::ended};
+    let ok = Status { status: Some("Success".into()), ..Status::default() };
+    assert_eq!(ended(Some(ok)), Ended::Success);
+    let kubelet = Status {
+        status: Some("Failure".into()),
+        reason: Some("NonZeroExitCode".into()),
+        details: Some(StatusDetails {
+            causes: Some(vec![StatusCause { reason: Some("ExitCode".into()), message: Some("3".into()), ..Default::default() }]),
+            ..Default::default()
+        }),
+        ..Status::default()
+    };
+    assert_eq!(ended(Some(kubelet)), Ended::Exit(3));
+    let kwok = Status { status: Some("Failure".into()), message: Some("command failed: exit status 7".into()), ..Status::default() };
+    assert_eq!(ended(Some(kwok)), Ended::Exit(7));
+    let other = Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Status::default() };
+    assert_eq!(ended(Some(other)), Ended::Error("container not found".into()));
+    assert!(matches!(ended(None), Ended::Error(_)));
+}
