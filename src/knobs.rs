@@ -70,6 +70,20 @@ pub fn is_label_value(v: &str) -> bool {
         && v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
+/// VolumeSnapshot annotation: the Rule to run before the snapshot is taken (same namespace).
+pub const PRE_SNAPSHOT_RULE: &str = "stork.libopenstorage.org/pre-snapshot-rule";
+/// VolumeSnapshot annotation: the Rule to run after the snapshot is taken (same namespace).
+pub const POST_SNAPSHOT_RULE: &str = "stork.libopenstorage.org/post-snapshot-rule";
+/// Deprecated form of [`PRE_SNAPSHOT_RULE`], still honoured.
+pub const PRE_SNAPSHOT_RULE_OLD: &str = "stork.rule/pre-snapshot";
+/// Deprecated form of [`POST_SNAPSHOT_RULE`], still honoured.
+pub const POST_SNAPSHOT_RULE_OLD: &str = "stork.rule/post-snapshot";
+/// Annotation on the object a rule runs for: the background commands that may still be running
+/// (JSON), written before they start so a restarted leader can release them.
+pub const PODS_WITH_RUNNING_CMDS: &str = "stork.libopenstorage.org/pods-with-running-cmds";
+/// Label on a VolumeSnapshot made by a GroupVolumeSnapshot: the group's name.
+pub const GROUP_SNAPSHOT_LABEL: &str = "stork.libopenstorage.org/group-snapshot";
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -101,16 +115,3 @@ mod tests {
         assert!(is_label_value(&"a".repeat(63)) && !is_label_value(&"a".repeat(64)));
     }
 }
-/// VolumeSnapshot annotation: the Rule to run before the snapshot is taken (same namespace).
-pub const PRE_SNAPSHOT_RULE: &str = "stork.libopenstorage.org/pre-snapshot-rule";
-/// VolumeSnapshot annotation: the Rule to run after the snapshot is taken (same namespace).
-pub const POST_SNAPSHOT_RULE: &str = "stork.libopenstorage.org/post-snapshot-rule";
-/// Deprecated form of [`PRE_SNAPSHOT_RULE`], still honoured.
-pub const PRE_SNAPSHOT_RULE_OLD: &str = "stork.rule/pre-snapshot";
-/// Deprecated form of [`POST_SNAPSHOT_RULE`], still honoured.
-pub const POST_SNAPSHOT_RULE_OLD: &str = "stork.rule/post-snapshot";
-/// Annotation on the object a rule runs for: the background commands that may still be running
-/// (JSON), written before they start so a restarted leader can release them.
-pub const PODS_WITH_RUNNING_CMDS: &str = "stork.libopenstorage.org/pods-with-running-cmds";
-/// Label on a VolumeSnapshot made by a GroupVolumeSnapshot: the group's name.
-pub const GROUP_SNAPSHOT_LABEL: &str = "stork.libopenstorage.org/group-snapshot";

@@ -3,6 +3,7 @@
 #   integration/.cache/bin/k8s-local   kube-apiserver / kube-scheduler / kube-controller-manager / etcd
 #   integration/.cache/bin/kwok        KWOK controller (fake nodes and pods)
 #   integration/.cache/bin/kwok-stages.yaml  KWOK's default stages, partitionable (see below)
+#   integration/.cache/bin/kwok-crds.yaml    KWOK's Exec and ClusterExec CRDs (exec into KWOK pods)
 # from the Go module proxy (no Docker, no prebuilt binaries). See README.md.
 #
 # Cached: a binary is rebuilt only when the sha256 of its inputs (go.mod, go.sum,
@@ -150,4 +151,19 @@ write_stages() {
 }
 write_stages
 
-log "binaries in $bin_dir: k8s-local, kwok, kwok-stages.yaml"
+# KWOK's own CRDs for exec into its pods (Exec per pod, ClusterExec per namespace or cluster),
+# taken from the module kwok was built from: the harness installs them before it starts KWOK
+# with --enable-crds=Exec,ClusterExec (see integration/e2e/src/exec.rs).
+write_crds() {
+  local src out="$bin_dir/kwok-crds.yaml" f
+  src="$(cd "$kwok_dir" && "$GO" list -m -f '{{.Dir}}' sigs.k8s.io/kwok)/kustomize/crd/bases"
+  for f in execs clusterexecs; do
+    [[ -f "$src/kwok.x-k8s.io_$f.yaml" ]] || { log "error: no $f CRD in $src (layout changed?)"; exit 1; }
+    echo "---"
+    sed '/^---$/d' "$src/kwok.x-k8s.io_$f.yaml"
+  done > "$out.tmp"
+  mv -f "$out.tmp" "$out"
+}
+write_crds
+
+log "binaries in $bin_dir: k8s-local, kwok, kwok-stages.yaml, kwok-crds.yaml"

@@ -104,6 +104,7 @@ pub struct GroupMemberStatus {
     pub parent_volume_id: String,
     /// Where the snapshot lives (driver-specific).
     #[serde(rename = "DataSource", default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("type" = "object", "x-kubernetes-preserve-unknown-fields" = true))]
     pub data_source: Option<serde_json::Value>,
     /// The snapshot's conditions.
     #[serde(rename = "Conditions", default, skip_serializing_if = "Vec::is_empty")]

@@ -49,7 +49,8 @@ mod tests {
     use crate::model::rule::{RuleAction, RuleItem};
 
     fn rule(name: &str, background: bool) -> Arc<Rule> {
-        let action = RuleAction { type_: "command".into(), value: "sync".into(), background, ..RuleAction::default() };
+        let value = if background { "lock; ${WAIT_PLACEHOLDER}" } else { "sync" };
+        let action = RuleAction { type_: "command".into(), value: value.into(), background, ..RuleAction::default() };
         let item = RuleItem {
             pod_selector: BTreeMap::from([("app".into(), "db".into())]),
             actions: vec![action],

@@ -157,15 +157,13 @@ pub struct Background {
 }
 
 impl Background {
-    /// Starts `sh -c command` in the pod. `waits` says whether the command has a placeholder to
-    /// reach; without one it counts as reached once started.
+    /// Starts `sh -c command` in the pod; it counts as reached once it prints its marker.
     pub async fn start(
         pods: &Api<Pod>,
         pod: TaskPod,
         container: &str,
         task: &str,
         command: &str,
-        waits: bool,
     ) -> Result<Self, String> {
         let mut proc =
             pods.exec(&pod.name, ["sh", "-c", command], &params(container)).await.map_err(|e| e.to_string())?;
@@ -174,9 +172,6 @@ impl Background {
         let task_id = task.to_string();
         let stdout = tokio::spawn(async move {
             let mut tx = Some(tx);
-            if !waits {
-                let _ = tx.take().map(|t| t.send(()));
-            }
             let Some(out) = stdout else { return };
             let mut lines = BufReader::new(out).lines();
             while let Ok(Some(line)) = lines.next_line().await {

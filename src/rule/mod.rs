@@ -243,7 +243,6 @@ impl Executor {
         value: &str,
         held: &mut Held,
     ) -> Result<(), RuleError> {
-        let waits = value.contains(crate::model::rule::WAIT_PLACEHOLDER);
         let failure = |pod: &TaskPod, command: &str, f: exec::Finished| {
             RuleError::Command(CommandFailure {
                 rule: rule.into(),
@@ -256,22 +255,20 @@ impl Executor {
         let started = held.tasks.len();
         for t in tasks {
             let pod = &t.pods[0];
-            if waits {
-                let install = plan::install_command();
-                match exec::run_once(pods, &pod.name, &t.container, &install, self.settings.pod_timeout).await {
-                    Ok(f) if f.ended == Ended::Success => {}
-                    Ok(f) => return Err(failure(pod, "install the waiting script", f)),
-                    Err(e) => {
-                        return Err(failure(
-                            pod,
-                            "install the waiting script",
-                            exec::Finished { ended: Ended::Error(e), stderr: String::new() },
-                        ));
-                    }
+            let install = plan::install_command();
+            match exec::run_once(pods, &pod.name, &t.container, &install, self.settings.pod_timeout).await {
+                Ok(f) if f.ended == Ended::Success => {}
+                Ok(f) => return Err(failure(pod, "install the waiting script", f)),
+                Err(e) => {
+                    return Err(failure(
+                        pod,
+                        "install the waiting script",
+                        exec::Finished { ended: Ended::Error(e), stderr: String::new() },
+                    ));
                 }
             }
             let command = plan::substitute(value, &t.task_id);
-            let bg = exec::Background::start(pods, pod.clone(), &t.container, &t.task_id, &command, waits)
+            let bg = exec::Background::start(pods, pod.clone(), &t.container, &t.task_id, &command)
                 .await
                 .map_err(|e| failure(pod, value, exec::Finished { ended: Ended::Error(e), stderr: String::new() }))?;
             tracing::info!(rule, pod = %pod.name, task = %t.task_id, "background command started");

@@ -22,6 +22,15 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Event reason of a rule that ran in this phase (distinct per phase: events of one reason on
+    /// one object are folded into a series, and both must show).
+    pub fn succeeded_reason(self) -> &'static str {
+        match self {
+            Self::Pre => "PreSnapshotRuleSucceeded",
+            Self::Post => "PostSnapshotRuleSucceeded",
+        }
+    }
+
     /// `pre-snapshot` or `post-snapshot`, for messages.
     pub fn label(self) -> &'static str {
         match self {
@@ -64,6 +73,13 @@ pub fn validate(rule: &Rule, phase: Phase) -> Result<(), String> {
             if action.background && phase == Phase::Post {
                 return Err(format!(
                     "{}: background actions are not allowed in a post-snapshot rule (nothing would end them)",
+                    at(j)
+                ));
+            }
+            if action.background && !action.value.contains(WAIT_PLACEHOLDER) {
+                return Err(format!(
+                    "{}: a background action must contain {WAIT_PLACEHOLDER}: it marks where the command holds \
+                     while the snapshot is taken, and is how stork ends it afterwards",
                     at(j)
                 ));
             }
@@ -126,8 +142,8 @@ pub fn release_command(task: &str) -> String {
 
 /// A background action's command with `${WAIT_PLACEHOLDER}` replaced by the waiting script for
 /// `task`. The replacement has no quotes, semicolons or `$`, so it works wherever the placeholder
-/// sits (inside `mysql -e '… system ${WAIT_PLACEHOLDER}'` too). Without a placeholder the command
-/// runs as written, and counts as reached when it starts.
+/// sits (inside `mysql -e '… system ${WAIT_PLACEHOLDER}'` too). [`validate`] requires the
+/// placeholder in every background action.
 pub fn substitute(value: &str, task: &str) -> String {
     value.replace(WAIT_PLACEHOLDER, &format!("sh {WAIT_SCRIPT} {task}"))
 }

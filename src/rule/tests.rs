@@ -34,10 +34,17 @@ fn a_rule_of_foreground_and_background_commands_is_valid_before_a_snapshot() {
 
 #[test]
 fn a_background_action_in_a_post_rule_is_refused_naming_the_item_and_action() {
-    let bg = RuleAction { background: true, ..action("sleep 1") };
+    let bg = RuleAction { background: true, ..action(&format!("sleep 1; {WAIT_PLACEHOLDER}")) };
     let rule = Rule::with_items("db", "thaw", vec![item(vec![action("sync"), bg])]);
     let err = validate(&rule, Phase::Post).unwrap_err();
     assert!(err.contains("rule thaw, item 1, action 2") && err.contains("post-snapshot"), "{err}");
+}
+
+#[test]
+fn a_background_action_without_the_placeholder_is_refused_since_nothing_could_end_it() {
+    let bg = RuleAction { background: true, ..action("sleep 100") };
+    let err = validate(&Rule::with_items("db", "r", vec![item(vec![bg])]), Phase::Pre).unwrap_err();
+    assert!(err.contains(WAIT_PLACEHOLDER) && err.contains("action 1"), "{err}");
 }
 
 #[test]
@@ -179,15 +186,24 @@ fn an_exec_status_reads_as_success_an_exit_code_or_the_message() {
         status: Some("Failure".into()),
         reason: Some("NonZeroExitCode".into()),
         details: Some(StatusDetails {
-            causes: Some(vec![StatusCause { reason: Some("ExitCode".into()), message: Some("3".into()), ..Default::default() }]),
+            causes: Some(vec![StatusCause {
+                reason: Some("ExitCode".into()),
+                message: Some("3".into()),
+                ..Default::default()
+            }]),
             ..Default::default()
         }),
         ..Status::default()
     };
     assert_eq!(ended(Some(kubelet)), Ended::Exit(3));
-    let kwok = Status { status: Some("Failure".into()), message: Some("command failed: exit status 7".into()), ..Status::default() };
+    let kwok = Status {
+        status: Some("Failure".into()),
+        message: Some("command failed: exit status 7".into()),
+        ..Status::default()
+    };
     assert_eq!(ended(Some(kwok)), Ended::Exit(7));
-    let other = Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Status::default() };
+    let other =
+        Status { status: Some("Failure".into()), message: Some("container not found".into()), ..Status::default() };
     assert_eq!(ended(Some(other)), Ended::Error("container not found".into()));
     assert!(matches!(ended(None), Ended::Error(_)));
 }

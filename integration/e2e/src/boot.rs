@@ -1,6 +1,7 @@
 //! Booting the local control plane, one process after another, each waited for: etcd,
-//! kube-apiserver, kube-controller-manager, both kube-schedulers, KWOK, then (unless bare) the
-//! CRDs, stork and its webhooks.
+//! kube-apiserver (its egress to the nodes through [`EgressProxy`]), KWOK's CRDs,
+//! kube-controller-manager, both kube-schedulers, KWOK (serving exec, see `exec`), then (unless
+//! bare) the CRDs, stork and its webhooks.
 
 use std::{
     process::Command,
@@ -13,6 +14,7 @@ use serde_json::json;
 use crate::{
     certs,
     cluster::{ClusterInfo, ClusterOptions},
+    exec::{EgressProxy, egress_selector_config, install_kwok_crds},
     install::{apply_crds, register_webhooks},
     locate::{find_bins, free_port},
     procs::Proc,
@@ -25,6 +27,8 @@ pub(crate) struct Components {
     pub(crate) info: ClusterInfo,
     pub(crate) procs: Vec<Proc>,
     pub(crate) stork_cmd: StorkCommand,
+    /// The apiserver's way to the nodes' kubelets (KWOK); lives as long as the cluster.
+    pub(crate) _egress: EgressProxy,
 }
 
 fn step(msg: &str, start: Instant) {
@@ -45,6 +49,8 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
     let p = |f: &str| dir.join(f).display().to_string();
     let (etcd_port, etcd_peer, api_port) = (free_port(), free_port(), free_port());
     let (stork_port, stork_admin_port) = (free_port(), free_port());
+    // KWOK's kubelet server (exec, logs …) for every KWOK node.
+    let kwok_port = free_port();
     certs::write_kubeconfig(&dir, api_port)?;
     let kubeconfig = dir.join("admin.kubeconfig");
     let topology = dir.join("topology.yaml");
@@ -68,6 +74,9 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
     wait_http_ok(procs.last_mut().expect("etcd"), etcd_port, "/health", Duration::from_secs(60))?;
 
     step("starting kube-apiserver", t0);
+    let egress_socket = dir.join("egress.sock");
+    let egress = EgressProxy::start(&egress_socket, kwok_port)?;
+    std::fs::write(dir.join("egress-selector.json"), egress_selector_config(&egress_socket)?)?;
     let mut cmd = Command::new(&bins.k8s);
     // The apiserver reaches stork's webhooks through the real service-based manifests.
     let service_map = opts
@@ -92,9 +101,14 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
         "--allow-privileged=true".into(),
         "--endpoint-reconciler-type=none".into(),
         "--enable-priority-and-fairness=false".into(),
+        // Kubelet connections (exec, logs, port-forward) reach KWOK through the egress proxy.
+        format!("--egress-selector-config-file={}", p("egress-selector.json")),
     ]);
     procs.push(Proc::spawn("apiserver", cmd, &dir)?);
     wait_apiserver(procs.last_mut().expect("apiserver"), &kubeconfig, Duration::from_secs(120))?;
+
+    step("installing KWOK's Exec and ClusterExec CRDs", t0);
+    install_kwok_crds(&kubeconfig, &bins.kwok_crds)?;
 
     step("starting kube-controller-manager, kube-schedulers (default, stork), kwok", t0);
     let mut cmd = Command::new(&bins.k8s);
@@ -157,14 +171,20 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
         "--node-ip=127.0.0.1".into(),
         "--cidr=10.244.0.0/16".into(),
         "--node-lease-duration-seconds=40".into(),
+        // The kubelet server: exec into KWOK pods runs local processes as Exec/ClusterExec
+        // objects say (exec.rs). The node port goes into each node's daemonEndpoints.
+        format!("--server-address=127.0.0.1:{kwok_port}"),
+        format!("--node-port={kwok_port}"),
+        "--enable-crds=Exec,ClusterExec".into(),
     ]);
     procs.push(Proc::spawn("kwok", cmd, &dir)?);
 
     let stork_cmd = stork_command(opts, &bins, &kubeconfig, &topology, &dir, stork_port, stork_admin_port);
     let info = ClusterInfo { dir, kubeconfig, topology, stork_admin_port, stork_port, api_port };
     if opts.bare {
+        wait_kwok(&mut procs, kwok_port)?;
         step("cluster ready (bare: no stork)", t0);
-        return Ok(Components { info, procs, stork_cmd });
+        return Ok(Components { info, procs, stork_cmd, _egress: egress });
     }
     let (dir, kubeconfig) = (&info.dir, &info.kubeconfig);
 
@@ -173,11 +193,18 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
     step("starting stork", t0);
     procs.push(Proc::spawn("stork", stork_cmd(&[]), dir)?);
     wait_http_ok(procs.last_mut().expect("stork"), stork_admin_port, "/readyz", Duration::from_secs(60))?;
+    wait_kwok(&mut procs, kwok_port)?;
     for p in procs.iter_mut() {
         p.check_alive()?;
     }
     step("registering stork's webhooks from manifests/webhooks.yaml", t0);
     register_webhooks(kubeconfig, dir)?;
     step("cluster ready", t0);
-    Ok(Components { info, procs, stork_cmd })
+    Ok(Components { info, procs, stork_cmd, _egress: egress })
+}
+
+/// Waits until KWOK's server answers (it starts once KWOK watches its nodes, pods and exec rules).
+fn wait_kwok(procs: &mut [Proc], port: u16) -> Result<()> {
+    let kwok = procs.iter_mut().find(|p| p.name == "kwok").expect("kwok started");
+    wait_http_ok(kwok, port, "/healthz", Duration::from_secs(60))
 }

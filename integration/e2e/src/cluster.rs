@@ -54,6 +54,7 @@ pub struct ClusterOptions {
 
 enum Cmd {
     StopStork(mpsc::Sender<Result<()>>),
+    KillStork(mpsc::Sender<Result<()>>),
     StartStork(Vec<String>, mpsc::Sender<Result<()>>),
     Shutdown(mpsc::Sender<()>),
 }
@@ -104,6 +105,11 @@ impl Cluster {
     /// Stops the stork process (SIGTERM; it must exit 0).
     pub fn stop_stork(&self) -> Result<()> {
         self.call(Cmd::StopStork)
+    }
+
+    /// Kills the stork process (SIGKILL: a crashed replica, no chance to clean up).
+    pub fn kill_stork(&self) -> Result<()> {
+        self.call(Cmd::KillStork)
     }
 
     /// Starts stork again with the same flags and waits until it is ready.
@@ -175,6 +181,16 @@ fn supervise(rx: mpsc::Receiver<Cmd>, ready: mpsc::Sender<Result<ClusterInfo>>, 
                                 Err(anyhow::anyhow!("stork did not exit cleanly on SIGTERM: {s:?}\n{}", p.log_tail(30)))
                             }
                         }
+                    }
+                };
+                let _ = reply.send(r);
+            }
+            Cmd::KillStork(reply) => {
+                let r = match comps.procs.iter().position(|p| p.name == "stork") {
+                    None => Err(anyhow::anyhow!("stork is not running")),
+                    Some(i) => {
+                        comps.procs.remove(i).kill();
+                        Ok(())
                     }
                 };
                 let _ = reply.send(r);

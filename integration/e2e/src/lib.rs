@@ -1,11 +1,13 @@
 //! Test support for stork's end-to-end suite: a real local control plane (see [`Cluster`]),
 //! kube clients, and helpers that wait for state by polling with a deadline.
 
+pub mod apps;
 pub mod bench;
 mod boot;
 mod certs;
 mod cluster;
 pub mod deploy;
+pub mod exec;
 pub mod https;
 mod install;
 mod locate;

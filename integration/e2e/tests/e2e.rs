@@ -7,12 +7,18 @@ mod admission;
 mod csi;
 #[path = "suite/deploy.rs"]
 mod deploy;
+#[path = "suite/group_snapshots.rs"]
+mod group_snapshots;
+#[path = "suite/kwok_exec.rs"]
+mod kwok_exec;
 #[path = "suite/manifests.rs"]
 mod manifests;
 #[path = "suite/monitor.rs"]
 mod monitor;
 #[path = "suite/placement_rules.rs"]
 mod placement_rules;
+#[path = "suite/rules.rs"]
+mod rules;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
 #[path = "suite/self_signed.rs"]

@@ -203,6 +203,12 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
             Step::TakeSnapshot { id, volume_id, labels } => {
                 let (pre, post) = rule_plan::snapshot_rules(snap.annotations());
                 let (pre, post) = (pre.map(str::to_string), post.map(str::to_string));
+                // Rules act on the application: run them only on a decision made from the object
+                // as it is now. A reconcile queued while the last one ran can start before the
+                // watch delivers that run's own writes (e.g. its RuleFailed condition).
+                if (pre.is_some() || post.is_some()) && !is_current(api, &snap).await? {
+                    return Ok(Requeue::Soon);
+                }
                 let mut held = match &pre {
                     Some(rule) => match run_rule(ctx, api, &snap, rule, Phase::Pre).await {
                         Ok(held) => Some(held),
@@ -218,10 +224,10 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
                     h.release(api, &snap).await;
                 }
                 // The post rule runs whether or not the snapshot was taken: it unfreezes.
-                if let Some(rule) = &post {
-                    if let Err(e) = run_rule(ctx, api, &snap, rule, Phase::Post).await {
-                        warn(ctx, &snap, "RuleFailed", format!("post-snapshot rule failed: {e}"));
-                    }
+                if let Some(rule) = &post
+                    && let Err(e) = run_rule(ctx, api, &snap, rule, Phase::Post).await
+                {
+                    warn(ctx, &snap, "RuleFailed", format!("post-snapshot rule failed: {e}"));
                 }
                 match taken {
                     Ok(ds) => tracing::info!(%id, volume = %volume_id, state = ?ds.state, "driver snapshot taken"),
@@ -255,6 +261,12 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
     Ok(Requeue::Soon)
 }
 
+/// Whether `snap` is the object's current version on the API server.
+async fn is_current(api: &Api<VolumeSnapshot>, snap: &VolumeSnapshot) -> Result<bool, Error> {
+    let fresh = api.get_opt(&snap.name_any()).await?;
+    Ok(fresh.is_some_and(|f| f.metadata.resource_version == snap.metadata.resource_version))
+}
+
 /// Looks a rule up and runs it for the snapshot; the event names what ran.
 async fn run_rule(
     ctx: &Context,
@@ -268,7 +280,7 @@ async fn run_rule(
     let found = executor.get(&ns, rule).await?;
     let held = executor.run(api, snap, &found, phase).await?;
     let msg = format!("{} rule {rule} ran", phase.label());
-    ctx.events.send_about(snap.object_ref(&()), "Snapshotting", PodEvent::normal("RuleSucceeded", msg));
+    ctx.events.send_about(snap.object_ref(&()), "Snapshotting", PodEvent::normal(phase.succeeded_reason(), msg));
     Ok(held)
 }
 

@@ -36,13 +36,14 @@ use tracing::{Span, instrument};
 
 use super::{
     Context, Error,
-    controller::{intent_patch, resolve, snapshot_id},
+    controller::{resolve, snapshot_id},
 };
 use crate::{
     driver::SnapshotError,
     events::PodEvent,
     knobs::{
-        GROUP_SNAPSHOT_LABEL, PODS_WITH_RUNNING_CMDS, SNAPSHOT_PV_NAME_LABEL, SNAPSHOT_TIMESTAMP_LABEL, is_label_value,
+        GROUP_SNAPSHOT_LABEL, PODS_WITH_RUNNING_CMDS, SNAPSHOT_ID_ANNOTATION, SNAPSHOT_PV_NAME_LABEL,
+        SNAPSHOT_TIMESTAMP_LABEL, is_label_value,
     },
     model::{backoff::backoff, crd::VolumeSnapshot, group::*},
     rule::{Held, Phase, RuleError},
@@ -101,7 +102,14 @@ async fn reconcile(g: Arc<GroupVolumeSnapshot>, shared: Arc<Shared>) -> Result<A
     }
     let ctx = &shared.ctx;
     let api = Api::<GroupVolumeSnapshot>::namespaced(ctx.client.clone(), &ns);
-    let settled = apply(ctx, &api, Arc::unwrap_or_clone(g.clone())).await?;
+    // Decide on the object as it is now, not as the cache had it: a reconcile queued while the
+    // last window ran starts before the watch delivers that window's own status writes, and a
+    // stale stage would run the window (or its cleanup) a second time.
+    let Some(fresh) = api.get_opt(&g.name_any()).await? else { return Ok(Action::await_change()) };
+    if fresh.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let settled = apply(ctx, &api, fresh).await?;
     if settled {
         shared.attempts.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&g));
         return Ok(Action::requeue(ctx.settings.resync));
@@ -263,23 +271,28 @@ async fn window(
         if post.is_empty() { "no post-snapshot rule".into() } else { format!("running post-snapshot rule {post}") },
     )
     .await?;
-    if !post.is_empty() {
-        if let Err(e) = run_rule(ctx, api, g, post, Phase::Post).await {
-            let msg = fail(ctx, api, g, existing, false, format!("post-snapshot rule failed: {e}")).await;
-            return Ok(failed(STAGE_POST_SNAPSHOT, msg));
-        }
+    if !post.is_empty()
+        && let Err(e) = run_rule(ctx, api, g, post, Phase::Post).await
+    {
+        let msg = fail(ctx, api, g, existing, false, format!("post-snapshot rule failed: {e}")).await;
+        return Ok(failed(STAGE_POST_SNAPSHOT, msg));
     }
 
     // From here the members are ordinary stork snapshots: the snapshot controller binds them.
     let snaps = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), &g.namespace().unwrap_or_default());
     let mut statuses = Vec::with_capacity(members.len());
     for (m, (id, volume)) in members.iter().zip(&pairs) {
-        let Some(snap) = existing.iter().find(|e| e.name_any() == m.snapshot) else { continue };
+        if !existing.iter().any(|e| e.name_any() == m.snapshot) {
+            continue;
+        }
         let mut labels = labels.clone();
         if is_label_value(&m.pv) {
             labels.insert(SNAPSHOT_PV_NAME_LABEL.to_string(), m.pv.clone());
         }
-        snaps.patch(&m.snapshot, &pp_default(), &Patch::Merge(intent_patch(snap, id, &labels))).await?;
+        // No resourceVersion: the snapshot controller writes the member's status meanwhile, and
+        // only the group records its id.
+        let patch = json!({"metadata": {"annotations": {SNAPSHOT_ID_ANNOTATION: id}, "labels": labels}});
+        snaps.patch(&m.snapshot, &PatchParams::default(), &Patch::Merge(patch)).await?;
         statuses.push(GroupMemberStatus {
             volume_snapshot_name: m.snapshot.clone(),
             task_id: id.clone(),
@@ -313,10 +326,6 @@ async fn write_progress(
         .map(|_| ())
 }
 
-fn pp_default() -> PatchParams {
-    PatchParams::default()
-}
-
 async fn release(held: &mut Option<Held>, api: &Api<GroupVolumeSnapshot>, g: &GroupVolumeSnapshot) {
     if let Some(mut h) = held.take() {
         h.release(api, g).await;
@@ -335,7 +344,7 @@ async fn run_rule(
     let found = executor.get(&g.namespace().unwrap_or_default(), rule).await?;
     let held = executor.run(api, g, &found, phase).await?;
     let msg = format!("{} rule {rule} ran", phase.label());
-    ctx.events.send_about(g.object_ref(&()), "GroupSnapshotting", PodEvent::normal("RuleSucceeded", msg));
+    ctx.events.send_about(g.object_ref(&()), "GroupSnapshotting", PodEvent::normal(phase.succeeded_reason(), msg));
     Ok(held)
 }
 
@@ -352,10 +361,11 @@ async fn fail(
 ) -> String {
     let mut problems = Vec::new();
     let post = g.spec.post_exec_rule.trim();
-    if post_rule && !post.is_empty() {
-        if let Err(e) = run_rule(ctx, api, g, post, Phase::Post).await {
-            problems.push(format!("the post-snapshot rule also failed: {e}"));
-        }
+    if post_rule
+        && !post.is_empty()
+        && let Err(e) = run_rule(ctx, api, g, post, Phase::Post).await
+    {
+        problems.push(format!("the post-snapshot rule also failed: {e}"));
     }
     let snaps = Api::<VolumeSnapshot>::namespaced(ctx.client.clone(), &g.namespace().unwrap_or_default());
     for m in members {

@@ -102,8 +102,8 @@ pub fn decide(g: &GroupVolumeSnapshot, f: &Facts) -> Step {
             Err(msg) => Step::Status(at(g, STAGE_PRE_SNAPSHOT, STATUS_FAILED, msg)),
         },
         (stage @ (STAGE_PRE_SNAPSHOT | STAGE_SNAPSHOT | STAGE_POST_SNAPSHOT), _) => Step::Abandon(format!(
-            "interrupted in stage {stage} (stork restarted or lost leadership); the snapshots taken in it were \
-             deleted: create the group snapshot again"
+            "interrupted in stage {stage} (stork restarted, lost leadership, or an API call in the window failed); \
+             the snapshots taken in it were deleted: create the group snapshot again"
         )),
         (stage, _) => Step::Status(at(g, stage, STATUS_FAILED, format!("unknown stage {stage:?}"))),
     }
