@@ -160,6 +160,10 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
                             pod_timeout: monitor.rule_exec_timeout,
                             ..crate::rule::Settings::default()
                         },
+                        schedule: snapshot::ScheduleTiming {
+                            zone: monitor.schedule_time_zone.clone(),
+                            minute: monitor.schedule_test_minute,
+                        },
                         ..snapshot::Settings::default()
                     },
                 };

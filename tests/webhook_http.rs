@@ -217,3 +217,35 @@ async fn a_snapshot_without_rules_and_a_wrongly_typed_one_are_allowed() {
     let r = post("/validate", wrong).await;
     assert_eq!(r["allowed"], true, "an undecodable object is allowed with a warning: {r}");
 }
+
+#[actix_web::test]
+async fn a_valid_schedule_policy_and_a_schedule_naming_an_existing_policy_are_allowed() {
+    let r = post("/validate", fixture("schedulepolicy.json")).await;
+    assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("uid-policy"), Some(true)), "{r}");
+    let r = post("/validate", fixture("volumesnapshotschedule.json")).await;
+    assert_eq!((r["uid"].as_str(), r["allowed"].as_bool()), (Some("uid-schedule"), Some(true)), "{r}");
+}
+
+#[actix_web::test]
+async fn invalid_schedule_policies_are_denied_naming_the_field() {
+    let cases = [
+        ("\"intervalMinutes\": 60", "\"intervalMinutes\": 0", "intervalMinutes is 0"),
+        ("\"time\": \"10:14PM\"", "\"time\": \"22:14\"", "daily.time \"22:14\""),
+        ("\"day\": \"Thursday\"", "\"day\": \"Thursdays\"", "unknown day \"Thursdays\""),
+        ("\"date\": 14", "\"date\": 32", "monthly.date is 32"),
+    ];
+    for (from, to, want) in cases {
+        let r = post("/validate", fixture("schedulepolicy.json").replace(from, to)).await;
+        assert_eq!(r["allowed"], false, "{to}: {r}");
+        let msg = r["status"]["message"].as_str().unwrap();
+        assert!(msg.contains(want), "{want:?} not in {msg}");
+    }
+}
+
+#[actix_web::test]
+async fn a_schedule_naming_a_missing_policy_is_denied_with_the_reason() {
+    let r = post("/validate", fixture("volumesnapshotschedule.json").replace("\"hourly\"", "\"weekly-ish\"")).await;
+    assert_eq!(r["allowed"], false, "{r}");
+    let msg = r["status"]["message"].as_str().unwrap();
+    assert!(msg.contains("SchedulePolicy weekly-ish does not exist"), "{msg}");
+}

@@ -157,6 +157,14 @@ pub struct MonitorArgs {
     /// reach its ${WAIT_PLACEHOLDER} (Stork: 15 minutes).
     #[arg(long, env = "STORK_RULE_EXEC_TIMEOUT", default_value = "15m", value_parser = parse_duration)]
     pub rule_exec_timeout: Duration,
+    /// Time zone of daily, weekly and monthly snapshot schedule times (an IANA name such as
+    /// Europe/Berlin; the zone database is built in).
+    #[arg(long, env = "STORK_SCHEDULE_TIME_ZONE", default_value = "UTC", value_parser = parse_time_zone)]
+    pub schedule_time_zone: jiff::tz::TimeZone,
+    /// TESTING ONLY: the length of one minute of interval schedule policies (intervalMinutes), so
+    /// tests need not wait real minutes. Leave at 60s in production.
+    #[arg(long, env = "STORK_SCHEDULE_TEST_MINUTE", default_value = "60s", value_parser = parse_duration)]
+    pub schedule_test_minute: Duration,
     /// How often the driver is polled (minimum 30s).
     #[arg(long, env = "STORK_MONITOR_INTERVAL", default_value = "120s", value_parser = parse_duration)]
     pub monitor_interval: Duration,
@@ -207,6 +215,8 @@ impl Default for MonitorArgs {
             rule_exec_retries: 2,
             rule_exec_retry_interval: Duration::from_secs(5),
             rule_exec_timeout: Duration::from_secs(900),
+            schedule_time_zone: jiff::tz::TimeZone::UTC,
+            schedule_test_minute: Duration::from_secs(60),
             monitor_interval: Duration::from_secs(120),
             monitor_dry_run: false,
             monitor_max_down_fraction: 0.5,
@@ -301,6 +311,12 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     }
     humantime::parse_duration(text)
         .map_err(|e| format!("invalid duration {text:?} ({e}): use seconds, or e.g. 90s, 15m, 720h, 30d, 1d12h"))
+}
+
+/// An IANA time zone name (`UTC`, `Europe/Berlin`).
+pub fn parse_time_zone(text: &str) -> Result<jiff::tz::TimeZone, String> {
+    jiff::tz::TimeZone::get(text.trim())
+        .map_err(|e| format!("unknown time zone {text:?} ({e}): use an IANA name such as UTC or Europe/Berlin"))
 }
 
 /// `stork demo`.

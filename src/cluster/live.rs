@@ -19,7 +19,7 @@ use super::{
     ClusterView, ClusterWriters,
     cache::{CacheWriter, Packed},
 };
-use crate::model::{crd::VolumeSnapshot, rule::Rule};
+use crate::model::{crd::VolumeSnapshot, rule::Rule, schedule::SchedulePolicy};
 
 /// Runs the reflectors until `cancel` fires; marks the view synced once every store has
 /// its initial list. Watch errors are retried with backoff and never end the loop.
@@ -34,6 +34,8 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         snapshots_synced,
         rules,
         rules_synced,
+        policies,
+        policies_synced,
         pods,
         pods_synced,
     } = writers;
@@ -64,6 +66,13 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         }
         std::future::pending::<()>().await;
     };
+    let policies_sync = async {
+        if view.policies.wait_until_ready().await.is_ok() {
+            policies_synced.store(true, Ordering::Release);
+            tracing::info!(count = view.policies.len(), "schedule policy cache synced");
+        }
+        std::future::pending::<()>().await;
+    };
     let pods_sync = async {
         if view.pods.wait_until_ready().await.is_ok() {
             pods_synced.send_replace(true);
@@ -76,6 +85,7 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         _ = sync => {}
         _ = snapshots_sync => {}
         _ = rules_sync => {}
+        _ = policies_sync => {}
         _ = pods_sync => {}
         _ = reflect(Api::<Pod>::all(client.clone()), pods, trim_pod, || view.pod_changed()) => {}
         _ = reflect(Api::<StorageClass>::all(client.clone()), storage_classes, trim_meta, || view.class_changed()) => {}
@@ -85,7 +95,8 @@ pub async fn run_reflectors(client: Client, view: ClusterView, writers: ClusterW
         // Without the snapshot CRDs this watch keeps failing (with backoff) and the webhook
         // checks restore claims without it.
         _ = reflect(Api::<VolumeSnapshot>::all(client.clone()), snapshots, trim_meta, || {}) => {}
-        _ = reflect(Api::<Rule>::all(client), rules, trim_meta, || {}) => {}
+        _ = reflect(Api::<Rule>::all(client.clone()), rules, trim_meta, || {}) => {}
+        _ = reflect(Api::<SchedulePolicy>::all(client), policies, trim_meta, || {}) => {}
     }
 }
 

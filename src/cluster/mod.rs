@@ -27,7 +27,7 @@ use self::{
     changes::Kind,
     compact::{CachedPv, CachedPvc},
 };
-use crate::model::{crd::VolumeSnapshot, rule::Rule};
+use crate::model::{crd::VolumeSnapshot, rule::Rule, schedule::SchedulePolicy};
 
 pub use changes::{ClaimChanges, ClaimVersion, MAX_PENDING, Pending, VolumeVersion};
 pub use compact::{claim_key, trim_pv, trim_pvc};
@@ -73,6 +73,9 @@ pub struct ClusterView {
     // Rules, for `/validate` of snapshots that name them; optional like the snapshot CRDs.
     rules: Store<Rule>,
     rules_synced: Arc<AtomicBool>,
+    // Schedule policies, for `/validate` of schedules that name them; optional likewise.
+    policies: Store<SchedulePolicy>,
+    policies_synced: Arc<AtomicBool>,
     node_changes: Arc<tokio::sync::watch::Sender<u64>>,
     // Same count as `node_changes`, readable without a lock on every extender request.
     node_generation: Arc<AtomicU64>,
@@ -100,6 +103,8 @@ pub struct ClusterWriters {
     pub(crate) snapshots_synced: Arc<AtomicBool>,
     pub(crate) rules: Writer<Rule>,
     pub(crate) rules_synced: Arc<AtomicBool>,
+    pub(crate) policies: Writer<SchedulePolicy>,
+    pub(crate) policies_synced: Arc<AtomicBool>,
     pub(crate) pods: Writer<Pod>,
     pub(crate) pods_synced: Arc<tokio::sync::watch::Sender<bool>>,
 }
@@ -117,6 +122,8 @@ impl ClusterView {
         let (snapshots, snap_w) = reflector::store();
         let (rules, rules_w) = reflector::store();
         let rules_synced = Arc::new(AtomicBool::new(false));
+        let (policies, policies_w) = reflector::store();
+        let policies_synced = Arc::new(AtomicBool::new(false));
         let (pods, pod_w) = reflector::store();
         let pods_synced = Arc::new(tokio::sync::watch::Sender::new(false));
         let synced = Arc::new(AtomicBool::new(false));
@@ -131,6 +138,8 @@ impl ClusterView {
             snapshots_synced: snapshots_synced.clone(),
             rules,
             rules_synced: rules_synced.clone(),
+            policies,
+            policies_synced: policies_synced.clone(),
             node_changes: Arc::new(tokio::sync::watch::Sender::new(0)),
             node_generation: Arc::new(AtomicU64::new(0)),
             pods,
@@ -149,6 +158,8 @@ impl ClusterView {
             snapshots_synced,
             rules: rules_w,
             rules_synced,
+            policies: policies_w,
+            policies_synced,
             pods: pod_w,
             pods_synced,
         };
@@ -240,6 +251,11 @@ impl ClusterView {
     /// installed or not synced yet), so absence proves nothing.
     pub fn rule(&self, namespace: &str, name: &str) -> Option<Option<Arc<Rule>>> {
         self.rules_synced.load(Ordering::Acquire).then(|| self.rules.get(&ObjectRef::new(name).within(namespace)))
+    }
+
+    /// A `SchedulePolicy` by name; the outer `None` means stork holds no policy cache yet.
+    pub fn schedule_policy(&self, name: &str) -> Option<Option<Arc<SchedulePolicy>>> {
+        self.policies_synced.load(Ordering::Acquire).then(|| self.policies.get(&ObjectRef::new(name)))
     }
 
     /// True once every store has its initial list (readiness).

@@ -20,9 +20,10 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, value::RawValue};
 
 use super::{ClusterView, ClusterWriters, Error, ObjectUpdates};
-use crate::model::{crd::VolumeSnapshot, rule::Rule};
+use crate::model::{crd::VolumeSnapshot, rule::Rule, schedule::SchedulePolicy};
 
 const SNAPSHOT_API_VERSION: &str = "volumesnapshot.external-storage.k8s.io/v1";
+/// API version of stork's own kinds (Rule, SchedulePolicy).
 const RULE_API_VERSION: &str = "stork.libopenstorage.org/v1alpha1";
 
 /// Typed objects of the kinds the view caches.
@@ -42,6 +43,8 @@ pub struct Objects {
     pub pods: Vec<Pod>,
     /// Stork Rules.
     pub rules: Vec<Rule>,
+    /// Stork SchedulePolicies.
+    pub policies: Vec<SchedulePolicy>,
 }
 
 /// One object of a kind the view caches. Transient (one document at a time), so the size
@@ -54,6 +57,7 @@ enum Object {
     Node(Node),
     Snapshot(VolumeSnapshot),
     Rule(Rule),
+    Policy(SchedulePolicy),
     Pod(Pod),
 }
 
@@ -75,7 +79,7 @@ impl Objects {
     pub fn into_view_with_updates(self) -> (ClusterView, ObjectUpdates) {
         let (view, writers) = ClusterView::new();
         let mut feed = Feed::start(writers);
-        let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods, rules } = self;
+        let Self { storage_classes, pvcs, pvs, nodes, snapshots, pods, rules, policies } = self;
         storage_classes.into_iter().for_each(|o| feed.apply(Object::StorageClass(o)));
         pvcs.into_iter().for_each(|o| feed.apply(Object::Pvc(o)));
         pvs.into_iter().for_each(|o| feed.apply(Object::Pv(o)));
@@ -83,6 +87,7 @@ impl Objects {
         snapshots.into_iter().for_each(|o| feed.apply(Object::Snapshot(o)));
         pods.into_iter().for_each(|o| feed.apply(Object::Pod(o)));
         rules.into_iter().for_each(|o| feed.apply(Object::Rule(o)));
+        policies.into_iter().for_each(|o| feed.apply(Object::Policy(o)));
         let writers = feed.finish();
         (view.clone(), ObjectUpdates::new(view, writers))
     }
@@ -96,6 +101,7 @@ impl Objects {
             Object::Snapshot(o) => self.snapshots.push(o),
             Object::Pod(o) => self.pods.push(o),
             Object::Rule(o) => self.rules.push(o),
+            Object::Policy(o) => self.policies.push(o),
         }
     }
 }
@@ -124,6 +130,7 @@ impl Feed {
             Object::Node(o) => init_apply(&mut w.nodes, o),
             Object::Snapshot(o) => init_apply(&mut w.snapshots, o),
             Object::Rule(o) => init_apply(&mut w.rules, o),
+            Object::Policy(o) => init_apply(&mut w.policies, o),
             Object::Pod(mut o) => {
                 super::trim_pod(&mut o);
                 init_apply(&mut w.pods, o);
@@ -139,12 +146,14 @@ impl Feed {
         w.nodes.apply_watcher_event(&watcher::Event::InitDone);
         w.snapshots.apply_watcher_event(&watcher::Event::InitDone);
         w.rules.apply_watcher_event(&watcher::Event::InitDone);
+        w.policies.apply_watcher_event(&watcher::Event::InitDone);
         w.pods.apply_watcher_event(&watcher::Event::InitDone);
         w.synced.store(true, Ordering::Release);
         w.pods_synced.send_replace(true);
         // The file is the whole truth: a snapshot it does not list does not exist.
         w.snapshots_synced.store(true, Ordering::Release);
         w.rules_synced.store(true, Ordering::Release);
+        w.policies_synced.store(true, Ordering::Release);
         w
     }
 }
@@ -291,6 +300,7 @@ impl Walk<'_> {
             "Pod" => Object::Pod(doc.typed().map_err(ctx)?),
             "VolumeSnapshot" if api_version == SNAPSHOT_API_VERSION => Object::Snapshot(doc.typed().map_err(ctx)?),
             "Rule" if api_version == RULE_API_VERSION => Object::Rule(doc.typed().map_err(ctx)?),
+            "SchedulePolicy" if api_version == RULE_API_VERSION => Object::Policy(doc.typed().map_err(ctx)?),
             _ => {
                 tracing::debug!(%kind, index, "ignoring object of a kind stork does not cache");
                 return Ok(());
@@ -316,6 +326,7 @@ impl Object {
             Self::Snapshot(o) => o.metadata.name.as_deref(),
             Self::Pod(o) => o.metadata.name.as_deref(),
             Self::Rule(o) => o.metadata.name.as_deref(),
+            Self::Policy(o) => o.metadata.name.as_deref(),
         }
     }
 }

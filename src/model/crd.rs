@@ -228,6 +228,8 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         VolumeSnapshotRestore::crd(),
         super::rule::crd(),
         super::group::GroupVolumeSnapshot::crd(),
+        super::schedule::SchedulePolicy::crd(),
+        super::schedule::VolumeSnapshotSchedule::crd(),
     ]
 }
 
@@ -247,7 +249,7 @@ mod tests {
 
     #[test]
     fn crds_carry_the_names_and_scopes_stork_users_already_have() {
-        let [snap, data, restore, rule, group] = crds().try_into().unwrap();
+        let [snap, data, restore, rule, group, policy, schedule] = crds().try_into().unwrap();
         assert_eq!(snap.metadata.name.as_deref(), Some("volumesnapshots.volumesnapshot.external-storage.k8s.io"));
         assert_eq!(snap.spec.scope, "Namespaced");
         assert_eq!(data.spec.scope, "Cluster");
@@ -256,6 +258,9 @@ mod tests {
         assert_eq!(rule.metadata.name.as_deref(), Some("rules.stork.libopenstorage.org"));
         assert_eq!(group.metadata.name.as_deref(), Some("groupvolumesnapshots.stork.libopenstorage.org"));
         assert_eq!(group.spec.scope, "Namespaced");
+        assert_eq!(policy.metadata.name.as_deref(), Some("schedulepolicies.stork.libopenstorage.org"));
+        assert_eq!(policy.spec.scope, "Cluster");
+        assert_eq!(schedule.metadata.name.as_deref(), Some("volumesnapshotschedules.stork.libopenstorage.org"));
         let approved = snap.metadata.annotations.unwrap();
         assert_eq!(approved["api-approved.kubernetes.io"], API_APPROVED);
     }

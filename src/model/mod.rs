@@ -9,6 +9,7 @@ pub mod group;
 pub mod restore_claim;
 pub mod rule;
 pub mod rule_refs;
+pub mod schedule;
 
 /// The scheduler name the webhook gives driver-backed pods, and that restores leave alone.
 pub const STORK_SCHEDULER: &str = "stork";

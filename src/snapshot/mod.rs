@@ -11,6 +11,7 @@ mod group;
 
 mod provisioner;
 mod restore;
+mod schedule;
 
 use std::{sync::Arc, time::Duration};
 
@@ -23,6 +24,7 @@ use crate::{cluster::ClusterView, driver::Driver, events::EventSink, model::crd}
 pub use controller::FINALIZER as SNAPSHOT_FINALIZER;
 pub use provisioner::{IDENTITY_ANNOTATION, PROVISIONER_IDENTITY};
 pub use restore::FINALIZER as RESTORE_FINALIZER;
+pub use schedule::Timing as ScheduleTiming;
 
 /// Errors of the snapshot controllers. Every one ends as an event on the object and a retry.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +55,8 @@ pub struct Settings {
     pub pod_stop_timeout: Duration,
     /// Retries and timeouts of pre- and post-snapshot rule commands.
     pub rules: crate::rule::Settings,
+    /// Time zone of schedule policies, and the length of an interval minute.
+    pub schedule: schedule::Timing,
 }
 
 impl Default for Settings {
@@ -62,6 +66,7 @@ impl Default for Settings {
             retry: Duration::from_secs(2),
             pod_stop_timeout: Duration::from_secs(120),
             rules: crate::rule::Settings::default(),
+            schedule: schedule::Timing::default(),
         }
     }
 }
@@ -87,7 +92,8 @@ impl Context {
     }
 }
 
-/// Runs the four controllers (snapshots, group snapshots, restore provisioner, in-place restores) while this replica leads; stops them when leadership is lost and
+/// Runs the snapshot controllers (snapshots, group snapshots, schedules, restore provisioner,
+/// in-place restores) while this replica leads; stops them when leadership is lost and
 /// starts them afresh on the next term. Ends on `cancel`.
 pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: CancellationToken) {
     if ctx.driver.snapshots().is_none() {
@@ -107,6 +113,7 @@ pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>, cancel: C
                 provisioner::run(ctx.clone()),
                 restore::run(ctx.clone()),
                 group::run(ctx.clone()),
+                schedule::run(ctx.clone()),
             );
         };
         tokio::select! {

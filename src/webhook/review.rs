@@ -24,6 +24,7 @@ use crate::{
     model::{
         crd::{SNAPSHOT_GROUP, STORK_GROUP},
         rule_refs::validate_rule_refs,
+        schedule::{SchedulePolicy, VolumeSnapshotSchedule, validate as validate_policy},
     },
     rule::plan::snapshot_rules,
 };
@@ -256,6 +257,13 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
     if let Some(kind) = rule_owner_kind(&req) {
         return review_rule_refs(state, &req, kind);
     }
+    if &*req.kind.group == STORK_GROUP && matches!(&*req.operation, "CREATE" | "UPDATE") {
+        match &*req.kind.kind {
+            "SchedulePolicy" => return review_policy(&req),
+            "VolumeSnapshotSchedule" => return review_schedule(state, &req),
+            _ => {}
+        }
+    }
     if !req.is_core("PersistentVolumeClaim") || req.operation != "CREATE" {
         return Ok(ReviewOut::allow(&req.uid, None, vec![]).in_version(version));
     }
@@ -338,6 +346,66 @@ fn review_rule_refs(state: &WebhookState, req: &RequestIn<'_>, kind: &str) -> Re
             let what = format!("{kind} {ns}/{}", obj.metadata.name.as_deref().unwrap_or_default());
             tracing::info!(uid = %Untrusted(&req.uid), object = %Untrusted(&what), reason = %Untrusted(&msg), "denying: rule check");
             Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
+        }
+    }
+}
+
+/// Refuses a `SchedulePolicy` that cannot trigger, saying which field is wrong.
+fn review_policy(req: &RequestIn<'_>) -> Result<ReviewOut, (String, Error)> {
+    let policy: SchedulePolicy = req.object().map_err(|e| (req.uid.to_string(), e))?;
+    let verdict = validate_policy(&policy.spec.policy)
+        .map_err(|why| format!("SchedulePolicy {}: {why}", policy.metadata.name.as_deref().unwrap_or_default()));
+    Ok(deny_or_allow(req, verdict))
+}
+
+/// Refuses a `VolumeSnapshotSchedule` naming a policy that does not exist, or rules that cannot run.
+fn review_schedule(state: &WebhookState, req: &RequestIn<'_>) -> Result<ReviewOut, (String, Error)> {
+    let s: VolumeSnapshotSchedule = req.object().map_err(|e| (req.uid.to_string(), e))?;
+    let ns = if req.namespace.is_empty() {
+        s.metadata.namespace.clone().unwrap_or_default()
+    } else {
+        req.namespace.to_string()
+    };
+    let name = s.spec.schedule_policy_name.trim();
+    let mut warnings = Vec::new();
+    let verdict = if name.is_empty() {
+        Err("spec.schedulePolicyName is empty: name a SchedulePolicy".to_string())
+    } else {
+        match state.cluster.schedule_policy(name) {
+            Some(None) => {
+                Err(format!("SchedulePolicy {name} does not exist: create it first (policies are cluster-scoped)"))
+            }
+            None => {
+                warnings.push(format!("stork could not check SchedulePolicy {name} yet (its cache is not synced)"));
+                Ok(())
+            }
+            Some(Some(_)) => Ok(()),
+        }
+    };
+    let verdict = verdict.and_then(|()| {
+        let (pre, post) = (Some(s.spec.pre_exec_rule.as_str()), Some(s.spec.post_exec_rule.as_str()));
+        match validate_rule_refs("VolumeSnapshotSchedule", &ns, pre, post, |r| state.cluster.rule(&ns, r)) {
+            Verdict::Allow(w) => {
+                warnings.extend(w);
+                Ok(())
+            }
+            Verdict::Deny(msg) => Err(msg),
+        }
+    });
+    let mut out = deny_or_allow(req, verdict);
+    if !warnings.is_empty() && out.response.allowed {
+        out = ReviewOut::allow(&req.uid, None, warnings).in_version(req.version);
+    }
+    Ok(out)
+}
+
+fn deny_or_allow(req: &RequestIn<'_>, verdict: Result<(), String>) -> ReviewOut {
+    match verdict {
+        Ok(()) => ReviewOut::allow(&req.uid, None, vec![]).in_version(req.version),
+        Err(msg) => {
+            record_span(req, Some("denied"));
+            tracing::info!(uid = %Untrusted(&req.uid), reason = %Untrusted(&msg), "denying: schedule check");
+            ReviewOut::deny(&req.uid, msg).in_version(req.version)
         }
     }
 }

@@ -36,6 +36,8 @@ pub(crate) fn stork_command(
         cmd.arg("--tls-cert").arg(d.join("stork.crt")).arg("--tls-key").arg(d.join("stork.key"));
         // As the manifests run it: only the `stork` scheduler's client certificate may call the extender.
         cmd.arg("--extender-client-ca").arg(d.join("ca.crt"));
+        // Testing only: an interval policy's minute lasts 5 s, so schedules trigger within a test.
+        cmd.arg("--schedule-test-minute=5s");
         if driver_args.is_empty() {
             cmd.args(["--driver", "mock"]).arg("--mock-topology").arg(&topo);
             // The monitor deletes pods; tests that exercise it start their own replicas (`replica`).

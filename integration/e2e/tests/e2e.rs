@@ -19,6 +19,8 @@ mod monitor;
 mod placement_rules;
 #[path = "suite/rules.rs"]
 mod rules;
+#[path = "suite/schedules.rs"]
+mod schedules;
 #[path = "suite/scheduling.rs"]
 mod scheduling;
 #[path = "suite/self_signed.rs"]
