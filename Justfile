@@ -26,7 +26,7 @@ lint:
 # The image test runs in `just image`.
 e2e:
     integration/cluster/build.sh
-    cargo build --bin stork && cargo build -p stork-e2e --tests
+    cargo build --bin stork --bin kubectl-stork && cargo build -p stork-e2e --tests
     cargo test -p stork-e2e --lib --bins --test e2e -- --test-threads=1
 
 # Start etcd, kube-apiserver, KCM, the default and `stork` schedulers, KWOK and stork; leave them running

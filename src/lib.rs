@@ -16,6 +16,7 @@ pub mod extender;
 #[cfg(test)]
 mod fixtures;
 pub mod knobs;
+pub mod kubectl;
 pub mod leader;
 pub mod metrics;
 pub mod model;

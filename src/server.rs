@@ -266,15 +266,19 @@ pub fn start(
     }
     let lst = bind(listen.admin)?;
     servers.addrs.admin = lst.local_addr().map_err(|source| Error::Bind { addr: listen.admin, source })?;
-    let server = HttpServer::new(move || App::new().configure(admin_routes(health.clone(), metrics.clone())))
-        .workers(1)
-        .max_connections(256)
-        .client_request_timeout(limits.head_timeout)
-        .disable_signals()
-        .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
-        .listen(lst)
-        .map_err(|source| Error::Bind { addr: listen.admin, source })?
-        .run();
+    let server = HttpServer::new(move || {
+        App::new()
+            .configure(admin_routes(health.clone(), metrics.clone()))
+            .configure(crate::extender::explain::configure(extender.clone()))
+    })
+    .workers(1)
+    .max_connections(256)
+    .client_request_timeout(limits.head_timeout)
+    .disable_signals()
+    .shutdown_timeout(SHUTDOWN_TIMEOUT_SECS)
+    .listen(lst)
+    .map_err(|source| Error::Bind { addr: listen.admin, source })?
+    .run();
     servers.push(server);
     Ok(servers)
 }

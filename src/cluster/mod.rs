@@ -188,6 +188,11 @@ impl ClusterView {
         self.pods.state()
     }
 
+    /// A cached (trimmed) Pod by namespace and name.
+    pub fn pod(&self, namespace: &str, name: &str) -> Option<Arc<Pod>> {
+        self.pods.get(&ObjectRef::new(name).within(namespace))
+    }
+
     /// Ticks whenever a cached Pod changes.
     pub fn pod_changes(&self) -> tokio::sync::watch::Receiver<u64> {
         self.pod_changes.subscribe()

@@ -4,6 +4,7 @@
 //! `prioritize.rs` are pure decisions over the cached cluster view and driver state.
 
 pub mod encode;
+pub mod explain;
 pub mod filter;
 pub mod http;
 pub mod limits;

@@ -24,7 +24,7 @@ use crate::{cluster::ClusterView, driver::Driver, events::EventSink, model::crd}
 pub use controller::FINALIZER as SNAPSHOT_FINALIZER;
 pub use provisioner::{IDENTITY_ANNOTATION, PROVISIONER_IDENTITY};
 pub use restore::FINALIZER as RESTORE_FINALIZER;
-pub use schedule::Timing as ScheduleTiming;
+pub use schedule::{Timing as ScheduleTiming, plan::next_trigger};
 
 /// Errors of the snapshot controllers. Every one ends as an event on the object and a retry.
 #[derive(Debug, thiserror::Error)]

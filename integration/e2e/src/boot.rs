@@ -199,6 +199,7 @@ pub(crate) fn boot(opts: &ClusterOptions) -> Result<Components> {
     }
     step("registering stork's webhooks from manifests/webhooks.yaml", t0);
     register_webhooks(kubeconfig, dir)?;
+    crate::install::register_service(kubeconfig, stork_admin_port)?;
     step("cluster ready", t0);
     Ok(Components { info, procs, stork_cmd, _egress: egress })
 }

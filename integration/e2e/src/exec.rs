@@ -119,10 +119,19 @@ pub(crate) fn egress_selector_config(socket: &Path) -> Result<String> {
     }))?)
 }
 
-/// Where a CONNECT to `addr` (`host:port`) goes: loopback as asked, anything else to KWOK.
+/// The Endpoints address the harness gives the stork Service: the API server's service proxy
+/// dials it through this proxy, which sends it to the same port on loopback (Endpoints may not
+/// hold loopback addresses). From TEST-NET-1, so it can mean nothing else.
+pub const STORK_ENDPOINT_IP: &str = "192.0.2.1";
+
+/// Where a CONNECT to `addr` (`host:port`) goes: loopback as asked, [`STORK_ENDPOINT_IP`] to
+/// loopback, anything else to KWOK.
 fn destination(addr: &str, kubelet_port: u16) -> String {
-    let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_start_matches('[').trim_end_matches(']');
-    if host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
+    let (host, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host == STORK_ENDPOINT_IP {
+        format!("127.0.0.1:{port}")
+    } else if host == "localhost" || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback()) {
         addr.to_string()
     } else {
         format!("127.0.0.1:{kubelet_port}")

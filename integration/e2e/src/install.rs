@@ -107,3 +107,42 @@ pub(crate) fn apply_crds(kubeconfig: &Path) -> Result<()> {
         Ok(())
     })
 }
+
+/// Creates the `stork-service` Service in kube-system with an `admin` port whose Endpoints lead
+/// to the harness's stork (through the egress proxy, see [`crate::exec::STORK_ENDPOINT_IP`]), so
+/// the API server's service proxy reaches `/explain` as in a real cluster.
+pub(crate) fn register_service(kubeconfig: &Path, admin_port: u16) -> Result<()> {
+    use k8s_openapi::api::core::v1::{Endpoints, Pod, Service};
+    use kube::api::{Api, Patch, PatchParams};
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let client = crate::client_for(kubeconfig).await?;
+        let pp = PatchParams::apply("stork-e2e").force();
+        let svc: Service = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Service",
+            "metadata": {"name": "stork-service", "namespace": "kube-system"},
+            "spec": {"ports": [{"name": "admin", "port": 9090, "targetPort": admin_port}]}
+        }))?;
+        Api::<Service>::namespaced(client.clone(), "kube-system").patch("stork-service", &pp, &Patch::Apply(&svc)).await?;
+        // The service proxy only dials an address whose targetRef is a Pod with that IP: a pod
+        // object stands for the harness's stork (no scheduler picks it up, so nothing runs it).
+        let pods = Api::<Pod>::namespaced(client.clone(), "kube-system");
+        let pod: Pod = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "stork-harness", "namespace": "kube-system"},
+            "spec": {"schedulerName": "stork-e2e-nobody", "containers": [{"name": "stork", "image": "stork"}]}
+        }))?;
+        let pod = pods.patch("stork-harness", &pp, &Patch::Apply(&pod)).await?;
+        let ip = crate::exec::STORK_ENDPOINT_IP;
+        let status = json!({"status": {"phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}]}});
+        pods.patch_status("stork-harness", &PatchParams::default(), &Patch::Merge(&status)).await?;
+        let target = json!({"kind": "Pod", "namespace": "kube-system", "name": "stork-harness", "uid": pod.metadata.uid});
+        let ep: Endpoints = serde_json::from_value(json!({
+            "apiVersion": "v1", "kind": "Endpoints",
+            "metadata": {"name": "stork-service", "namespace": "kube-system"},
+            "subsets": [{"addresses": [{"ip": ip, "targetRef": target}], "ports": [{"name": "admin", "port": admin_port}]}]
+        }))?;
+        Api::<Endpoints>::namespaced(client, "kube-system").patch("stork-service", &pp, &Patch::Apply(&ep)).await?;
+        anyhow::Ok(())
+    })
+}

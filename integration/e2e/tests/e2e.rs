@@ -9,6 +9,8 @@ mod csi;
 mod deploy;
 #[path = "suite/group_snapshots.rs"]
 mod group_snapshots;
+#[path = "suite/kubectl_stork.rs"]
+mod kubectl_stork;
 #[path = "suite/kwok_exec.rs"]
 mod kwok_exec;
 #[path = "suite/manifests.rs"]

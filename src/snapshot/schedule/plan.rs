@@ -238,3 +238,15 @@ pub fn last_triggers(status: &VolumeSnapshotScheduleStatus) -> BTreeMap<String, 
 pub fn time(t: Timestamp) -> Time {
     Time(t)
 }
+
+/// The next trigger of any of a policy's types after `now`, given a schedule's status (what
+/// `kubectl stork get schedules` shows).
+pub fn next_trigger(
+    p: &PolicyItem,
+    status: &VolumeSnapshotScheduleStatus,
+    now: Timestamp,
+    timing: &Timing,
+) -> Option<Timestamp> {
+    let last = last_triggers(status);
+    types(p).into_iter().filter_map(|t| next_instant(p, t, last.get(t.as_str()).copied(), now, timing)).min()
+}
