@@ -181,3 +181,29 @@ pub fn main() -> ExitCode {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: u16, message: &str) -> kube::Error {
+        let status = kube::core::Status { code, message: message.into(), ..kube::core::Status::default() };
+        kube::Error::Api(Box::new(status))
+    }
+
+    #[test]
+    fn api_errors_read_as_a_newcomer_needs_them() {
+        let e = api_error(api(404, "the server could not find the requested resource"), "list x", "volumesnapshots.volumesnapshot.external-storage.k8s.io");
+        let text = e.to_string();
+        assert!(text.contains("stork is not installed") && text.contains("manifests/crds.yaml"), "{text}");
+        let msg = r#"volumesnapshots is forbidden: User "dev" cannot list resource "volumesnapshots""#;
+        let text = api_error(api(403, msg), "list volumesnapshots in namespace shop", "r").to_string();
+        assert!(text.starts_with("forbidden: you may not list volumesnapshots in namespace shop") && text.contains("User \"dev\""), "{text}");
+    }
+
+    #[test]
+    fn a_near_miss_is_suggested_and_a_far_one_is_not() {
+        assert_eq!(did_you_mean("nightlyy", ["nightly", "weekly"]), "; did you mean nightly?");
+        assert_eq!(did_you_mean("zzz", ["nightly"]), "");
+    }
+}
