@@ -124,8 +124,10 @@ pub struct ServeArgs {
     #[arg(long, env = "STORK_WEBHOOK_EXCLUDE_NAMESPACES", value_delimiter = ',', default_value = "kube-system")]
     pub webhook_exclude_namespace: Vec<String>,
     /// How long a pod review waits for a claim stork has not cached yet (a StatefulSet creates
-    /// the claim moments before the pod) before the pod is allowed unchanged. Live mode only;
-    /// keep it well under the webhook's `timeoutSeconds` (3 in the manifests).
+    /// the claim moments before the pod) before the pod is allowed unchanged; likewise how long
+    /// `/validate` waits for a Rule or SchedulePolicy applied together with the object naming it
+    /// before refusing it. Live mode only; keep it well under the webhook's `timeoutSeconds` (3
+    /// in the manifests).
     #[arg(long, env = "STORK_WEBHOOK_CLAIM_WAIT", default_value = "1s", value_parser = parse_duration)]
     pub webhook_claim_wait: std::time::Duration,
     /// Request and connection bounds (see below).

@@ -193,12 +193,20 @@ mod tests {
 
     #[test]
     fn api_errors_read_as_a_newcomer_needs_them() {
-        let e = api_error(api(404, "the server could not find the requested resource"), "list x", "volumesnapshots.volumesnapshot.external-storage.k8s.io");
+        let e = api_error(
+            api(404, "the server could not find the requested resource"),
+            "list x",
+            "volumesnapshots.volumesnapshot.external-storage.k8s.io",
+        );
         let text = e.to_string();
         assert!(text.contains("stork is not installed") && text.contains("manifests/crds.yaml"), "{text}");
         let msg = r#"volumesnapshots is forbidden: User "dev" cannot list resource "volumesnapshots""#;
         let text = api_error(api(403, msg), "list volumesnapshots in namespace shop", "r").to_string();
-        assert!(text.starts_with("forbidden: you may not list volumesnapshots in namespace shop") && text.contains("User \"dev\""), "{text}");
+        assert!(
+            text.starts_with("forbidden: you may not list volumesnapshots in namespace shop")
+                && text.contains("User \"dev\""),
+            "{text}"
+        );
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct ReviewOut {
     /// The pod names a claim stork has not cached yet (deciding again later may route it).
     #[serde(skip)]
     claim_not_cached: bool,
+    /// A denial because a Rule or SchedulePolicy the object names is not in the cache: it may be
+    /// applied together with the object, so the review is decided again until the wait ends.
+    #[serde(skip)]
+    named_not_cached: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -71,7 +75,13 @@ struct StatusOut {
 
 impl ReviewOut {
     fn new(response: ResponseOut) -> Self {
-        Self { api_version: ReviewVersion::V1.as_str(), kind: "AdmissionReview", response, claim_not_cached: false }
+        Self {
+            api_version: ReviewVersion::V1.as_str(),
+            kind: "AdmissionReview",
+            response,
+            claim_not_cached: false,
+            named_not_cached: false,
+        }
     }
 
     /// The answer in the review version the request came in.
@@ -170,11 +180,25 @@ async fn review_mutate_waiting_for_claims(state: &WebhookState, body: &[u8]) -> 
     }
 }
 
+/// [`review_validate`], decided again while a denial rests on a Rule or SchedulePolicy missing
+/// from the cache, up to `claim_wait`: `kubectl apply` of a Rule and the snapshot naming it
+/// together must not be refused because the review outran the watch.
+async fn review_validate_waiting_for_names(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (String, Error)> {
+    let deadline = tokio::time::Instant::now() + state.config.claim_wait;
+    loop {
+        let out = review_validate(state, body)?;
+        if !out.named_not_cached || tokio::time::Instant::now() >= deadline {
+            return Ok(out);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await; // poll the cache until the deadline
+    }
+}
+
 #[instrument(level = "debug", skip_all, fields(hook = "validate", uid, ns, decision))]
 async fn validate_handler(state: web::Data<WebhookState>, req: HttpRequest, payload: web::Payload) -> HttpResponse {
     let _timer = state.metrics.webhook.time("validate");
     let result = match read_review(&state, &req, payload).await {
-        Ok((body, _slot)) => review_validate(&state, &body).map_err(|e| salvaged(&body, e)),
+        Ok((body, _slot)) => review_validate_waiting_for_names(&state, &body).await.map_err(|e| salvaged(&body, e)),
         Err(e) => Err(e),
     };
     respond(&state, "validate", result)
@@ -339,13 +363,21 @@ fn review_rule_refs(state: &WebhookState, req: &RequestIn<'_>, kind: &str) -> Re
         "VolumeSnapshot" => snapshot_rules(&obj.metadata.annotations),
         _ => (Some(obj.spec.pre_exec_rule.as_str()), Some(obj.spec.post_exec_rule.as_str())),
     };
+    let missing = [pre, post]
+        .into_iter()
+        .flatten()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .any(|n| matches!(state.cluster.rule(ns, n), Some(None)));
     match validate_rule_refs(kind, ns, pre, post, |name| state.cluster.rule(ns, name)) {
         Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w).in_version(version)),
         Verdict::Deny(msg) => {
             record_span(req, Some("denied"));
             let what = format!("{kind} {ns}/{}", obj.metadata.name.as_deref().unwrap_or_default());
             tracing::info!(uid = %Untrusted(&req.uid), object = %Untrusted(&what), reason = %Untrusted(&msg), "denying: rule check");
-            Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
+            let mut out = ReviewOut::deny(&req.uid, msg).in_version(version);
+            out.named_not_cached = missing;
+            Ok(out)
         }
     }
 }
@@ -392,10 +424,16 @@ fn review_schedule(state: &WebhookState, req: &RequestIn<'_>) -> Result<ReviewOu
             Verdict::Deny(msg) => Err(msg),
         }
     });
+    let missing_policy = !name.is_empty() && matches!(state.cluster.schedule_policy(name), Some(None));
+    let missing_rule = [&s.spec.pre_exec_rule, &s.spec.post_exec_rule]
+        .into_iter()
+        .map(|r| r.trim())
+        .any(|r| !r.is_empty() && matches!(state.cluster.rule(&ns, r), Some(None)));
     let mut out = deny_or_allow(req, verdict);
     if !warnings.is_empty() && out.response.allowed {
         out = ReviewOut::allow(&req.uid, None, warnings).in_version(req.version);
     }
+    out.named_not_cached = !out.response.allowed && (missing_policy || missing_rule);
     Ok(out)
 }
 
