@@ -173,7 +173,16 @@ async fn apply(ctx: &Context, api: &Api<VolumeSnapshot>, snap: Arc<VolumeSnapsho
     let driver = snapshots(ctx)?;
     if snap.annotations().contains_key(PODS_WITH_RUNNING_CMDS) {
         // No rule window is open in this process: the record was left by one that stopped.
-        let released = ctx.rules().recover(api, &*snap).await.map_err(Error::Invalid)?;
+        let released = ctx.rules().recover(api, &*snap).await.map_err(|e| {
+            // Until it is released the application may stay frozen: say so where users look.
+            warn(
+                ctx,
+                &snap,
+                "RuleReleaseFailed",
+                format!("a background rule command left running could not be released: {e}; retrying"),
+            );
+            Error::Invalid(e)
+        })?;
         tracing::info!(released, "released background commands recorded on the snapshot");
         return Ok(Requeue::Soon);
     }

@@ -120,7 +120,12 @@ async fn reconcile(g: Arc<GroupVolumeSnapshot>, shared: Arc<Shared>) -> Result<A
 /// Gathers facts, decides and acts until a step waits. Returns whether the group is settled.
 async fn apply(ctx: &Context, api: &Api<GroupVolumeSnapshot>, mut g: GroupVolumeSnapshot) -> Result<bool, Error> {
     if g.annotations().contains_key(PODS_WITH_RUNNING_CMDS) {
-        let released = ctx.rules().recover(api, &g).await.map_err(Error::Invalid)?;
+        let released = ctx.rules().recover(api, &g).await.map_err(|e| {
+            // Until it is released the application may stay frozen: say so where users look.
+            let msg = format!("a background rule command left running could not be released: {e}; retrying");
+            ctx.events.send_about(g.object_ref(&()), "GroupSnapshotting", PodEvent::warning("RuleReleaseFailed", msg));
+            Error::Invalid(e)
+        })?;
         tracing::info!(released, "released background commands recorded on the group");
         return Ok(false);
     }
