@@ -183,7 +183,7 @@ async fn the_builder_task_folds_a_change_in_on_its_own_counts_it_and_stops_when_
             break;
         }
         assert!(std::time::Instant::now() < deadline, "the builder did not redo v1 within 10 s; last saw {outcome:?}");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await; // poll until the deadline
     }
     cancel.cancel();
     tokio::time::timeout(std::time::Duration::from_secs(10), task).await.expect("builder stops").unwrap();

@@ -88,7 +88,8 @@ pub enum What {
     },
 }
 
-async fn create<K>(api: &Api<K>, obj: Value, what: &str, resource: &str) -> Result<K, Error>
+/// Creates `obj`, with the API's refusals (exists, /validate's reason, RBAC, missing CRD) explained.
+pub(super) async fn create<K>(api: &Api<K>, obj: Value, what: &str, resource: &str) -> Result<K, Error>
 where
     K: Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
 {

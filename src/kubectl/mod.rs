@@ -8,8 +8,6 @@ mod get;
 mod output;
 mod restore;
 
-use std::process::ExitCode;
-
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use kube::{
     Client, Config,
@@ -159,26 +157,6 @@ pub async fn run(cli: Cli) -> Result<(), Error> {
         Command::Resume(a) => create::suspend(&client, &ns, &a.name, false, out).await,
         Command::Restore(a) => restore::run(&client, &ns, a, out).await,
         Command::Completion { .. } => Ok(()),
-    }
-}
-
-/// The plugin's `main`: parse, run on a small runtime, print the error plainly.
-pub fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e}");
-            ExitCode::FAILURE
-        }
     }
 }
 

@@ -6,13 +6,10 @@ use std::{io::Write, time::Duration};
 
 use clap::Args;
 use k8s_openapi::api::{core::v1::PersistentVolumeClaim, events::v1::Event};
-use kube::{
-    Api, Client, ResourceExt,
-    api::{ListParams, PostParams},
-};
+use kube::{Api, Client, ResourceExt, api::ListParams};
 use serde_json::json;
 
-use super::{Error, api_error, did_you_mean};
+use super::{Error, api_error, create::create, did_you_mean};
 use crate::model::crd::{VolumeSnapshot, VolumeSnapshotRestore};
 
 /// `restore PVC --snapshot SNAP`.
@@ -72,16 +69,11 @@ async fn new_claim(
         .and_then(|c| c.spec.as_ref())
         .and_then(|s| s.access_modes.clone())
         .unwrap_or_else(|| vec!["ReadWriteOnce".into()]);
-    let claim: PersistentVolumeClaim = serde_json::from_value(json!({
+    let claim = json!({
         "metadata": {"name": a.pvc, "annotations": {"snapshot.alpha.kubernetes.io/snapshot": a.snapshot}},
         "spec": {"storageClassName": "stork-snapshot-sc", "accessModes": modes, "resources": {"requests": {"storage": size}}}
-    }))
-    .map_err(|e| Error::Usage(e.to_string()))?;
-    pvcs.create(&PostParams::default(), &claim).await.map_err(|e| match e {
-        kube::Error::Api(s) if s.code == 409 => Error::Failed(format!("claim {} already exists", a.pvc)),
-        kube::Error::Api(s) if s.code == 400 || s.code == 422 => Error::Failed(s.message.clone()),
-        e => api_error(e, &format!("create persistentvolumeclaims in namespace {ns}"), "persistentvolumeclaims"),
-    })?;
+    });
+    create(&pvcs, claim, &format!("claim {ns}/{}", a.pvc), "persistentvolumeclaims").await?;
     writeln!(out, "persistentvolumeclaim {} created from snapshot {}", a.pvc, a.snapshot).map_err(super::output::io)?;
     let events: Api<Event> = Api::namespaced(client.clone(), ns);
     wait(a.timeout, out, || async {
@@ -118,18 +110,11 @@ async fn in_place(
     }
     let api: Api<VolumeSnapshotRestore> = Api::namespaced(client.clone(), ns);
     let name = format!("{}-restore-{}", a.pvc, jiff::Timestamp::now().strftime("%Y%m%d%H%M%S"));
-    let obj: VolumeSnapshotRestore = serde_json::from_value(json!({
+    let obj = json!({
         "apiVersion": "stork.libopenstorage.org/v1alpha1", "kind": "VolumeSnapshotRestore",
         "metadata": {"name": name}, "spec": {"sourceName": a.snapshot}
-    }))
-    .map_err(|e| Error::Usage(e.to_string()))?;
-    api.create(&PostParams::default(), &obj).await.map_err(|e| {
-        api_error(
-            e,
-            &format!("create volumesnapshotrestores in namespace {ns}"),
-            "volumesnapshotrestores.stork.libopenstorage.org",
-        )
-    })?;
+    });
+    create(&api, obj, &format!("restore {ns}/{name}"), "volumesnapshotrestores.stork.libopenstorage.org").await?;
     writeln!(out, "volumesnapshotrestore {name} created: rolling {} back to {}", a.pvc, a.snapshot)
         .map_err(super::output::io)?;
     wait(a.timeout, out, || async {

@@ -16,7 +16,7 @@ pub fn validate_rule_refs(
     pre: Option<&str>,
     post: Option<&str>,
     lookup: impl Fn(&str) -> Option<Option<Arc<Rule>>>,
-) -> Verdict {
+) -> RefVerdict {
     let mut warnings = Vec::new();
     for (name, phase) in [(pre, Phase::Pre), (post, Phase::Post)] {
         let Some(name) = name.map(str::trim).filter(|n| !n.is_empty()) else { continue };
@@ -26,19 +26,31 @@ pub fn validate_rule_refs(
                 phase.label()
             )),
             Some(None) => {
-                return Verdict::Deny(format!(
+                let msg = format!(
                     "{kind} names {} rule {name}, but no Rule {name} exists in namespace {namespace}: create it first",
                     phase.label()
-                ));
+                );
+                return RefVerdict { verdict: Verdict::Deny(msg), missing: true };
             }
             Some(Some(rule)) => {
                 if let Err(why) = validate(&rule, phase) {
-                    return Verdict::Deny(format!("{kind} names {} rule {name}, which cannot run: {why}", phase.label()));
+                    let msg = format!("{kind} names {} rule {name}, which cannot run: {why}", phase.label());
+                    return RefVerdict { verdict: Verdict::Deny(msg), missing: false };
                 }
             }
         }
     }
-    Verdict::Allow(warnings)
+    RefVerdict { verdict: Verdict::Allow(warnings), missing: false }
+}
+
+/// The verdict on an object's rule references.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RefVerdict {
+    /// Allowed (with warnings) or denied (with the reason).
+    pub verdict: Verdict,
+    /// Denied because a named rule is absent from the cache: it may be on its way (applied with
+    /// the object), so a caller may decide again once the cache has caught up.
+    pub missing: bool,
 }
 
 #[cfg(test)]
@@ -70,22 +82,23 @@ mod tests {
     #[test]
     fn existing_rules_valid_for_their_phase_are_allowed() {
         assert_eq!(
-            validate_rule_refs("VolumeSnapshot", "db", Some("freeze"), Some("thaw"), cache),
+            validate_rule_refs("VolumeSnapshot", "db", Some("freeze"), Some("thaw"), cache).verdict,
             Verdict::Allow(vec![])
         );
     }
 
     #[test]
     fn a_missing_rule_is_denied_naming_it_and_the_namespace() {
-        let Verdict::Deny(msg) = validate_rule_refs("VolumeSnapshot", "db", Some("nope"), None, cache) else {
-            panic!()
-        };
+        let refs = validate_rule_refs("VolumeSnapshot", "db", Some("nope"), None, cache);
+        assert!(refs.missing, "a rule absent from the cache may still be on its way");
+        let Verdict::Deny(msg) = refs.verdict else { panic!() };
         assert!(msg.contains("no Rule nope exists in namespace db"), "{msg}");
     }
 
     #[test]
     fn a_background_rule_named_as_post_rule_is_denied_with_the_reason() {
-        let Verdict::Deny(msg) = validate_rule_refs("GroupVolumeSnapshot", "db", None, Some("freeze"), cache) else {
+        let Verdict::Deny(msg) = validate_rule_refs("GroupVolumeSnapshot", "db", None, Some("freeze"), cache).verdict
+        else {
             panic!()
         };
         assert!(
@@ -96,7 +109,8 @@ mod tests {
 
     #[test]
     fn without_a_rule_cache_the_object_is_allowed_with_a_warning() {
-        let Verdict::Allow(w) = validate_rule_refs("VolumeSnapshot", "db", Some("freeze"), None, |_| None) else {
+        let Verdict::Allow(w) = validate_rule_refs("VolumeSnapshot", "db", Some("freeze"), None, |_| None).verdict
+        else {
             panic!()
         };
         assert_eq!(w.len(), 1);

@@ -115,7 +115,7 @@ fn the_waiting_script_really_waits_until_released() {
             break s;
         }
         assert!(std::time::Instant::now() < deadline, "the script did not end within 10 s of its release");
-        std::thread::sleep(std::time::Duration::from_millis(50));
+        std::thread::sleep(std::time::Duration::from_millis(50)); // poll until the deadline
     };
     assert!(status.success());
     assert!(!std::path::Path::new(&format!("/tmp/stork-rule-{task}.release")).exists(), "release file removed");

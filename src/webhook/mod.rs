@@ -12,6 +12,7 @@ pub mod decode;
 pub mod mutate_pod;
 pub mod review;
 pub mod salvage;
+mod validate_refs;
 
 use std::sync::Arc;
 

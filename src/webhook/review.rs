@@ -20,14 +20,8 @@ use crate::model::restore_claim::{
 };
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 
-use crate::{
-    model::{
-        crd::{SNAPSHOT_GROUP, STORK_GROUP},
-        rule_refs::validate_rule_refs,
-        schedule::{SchedulePolicy, VolumeSnapshotSchedule, validate as validate_policy},
-    },
-    rule::plan::snapshot_rules,
-};
+use super::validate_refs::{review_policy, review_rule_refs, review_schedule, rule_owner_kind};
+use crate::model::crd::STORK_GROUP;
 
 use crate::{
     body::read_body,
@@ -49,7 +43,7 @@ pub struct ReviewOut {
     /// A denial because a Rule or SchedulePolicy the object names is not in the cache: it may be
     /// applied together with the object, so the review is decided again until the wait ends.
     #[serde(skip)]
-    named_not_cached: bool,
+    pub(super) named_not_cached: bool,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -85,12 +79,12 @@ impl ReviewOut {
     }
 
     /// The answer in the review version the request came in.
-    fn in_version(mut self, version: ReviewVersion) -> Self {
+    pub(super) fn in_version(mut self, version: ReviewVersion) -> Self {
         self.api_version = version.as_str();
         self
     }
 
-    fn allow(uid: &str, patch: Option<&Patch>, warnings: Vec<String>) -> Self {
+    pub(super) fn allow(uid: &str, patch: Option<&Patch>, warnings: Vec<String>) -> Self {
         let patch = patch.and_then(|p| serde_json::to_vec(p).ok());
         Self::new(ResponseOut {
             uid: uid.into(),
@@ -103,7 +97,7 @@ impl ReviewOut {
         })
     }
 
-    fn deny(uid: &str, message: String) -> Self {
+    pub(super) fn deny(uid: &str, message: String) -> Self {
         Self::new(ResponseOut {
             uid: uid.into(),
             allowed: false,
@@ -230,7 +224,7 @@ fn respond(state: &WebhookState, hook: &'static str, result: Result<ReviewOut, F
 }
 
 /// Fills the handler span's fields, when debug spans are on at all.
-fn record_span(req: &RequestIn<'_>, decision: Option<&'static str>) {
+pub(super) fn record_span(req: &RequestIn<'_>, decision: Option<&'static str>) {
     if tracing::level_enabled!(tracing::Level::DEBUG) {
         let span = Span::current();
         span.record("uid", &*req.uid).record("ns", &*req.namespace);
@@ -314,136 +308,6 @@ pub fn review_validate(state: &WebhookState, body: &[u8]) -> Result<ReviewOut, (
             let pvc = format!("{ns}/{name}");
             tracing::info!(uid = %Untrusted(&req.uid), pvc = %Untrusted(&pvc), reason = %Untrusted(&msg), "denying restore pvc");
             Ok(ReviewOut::deny(&req.uid, msg).in_version(version))
-        }
-    }
-}
-
-/// The kind of a created object that may name rules (`VolumeSnapshot`, `GroupVolumeSnapshot`).
-fn rule_owner_kind(req: &RequestIn<'_>) -> Option<&'static str> {
-    if req.operation != "CREATE" {
-        return None;
-    }
-    match (&*req.kind.group, &*req.kind.kind) {
-        (SNAPSHOT_GROUP, "VolumeSnapshot") => Some("VolumeSnapshot"),
-        (STORK_GROUP, "GroupVolumeSnapshot") => Some("GroupVolumeSnapshot"),
-        _ => None,
-    }
-}
-
-/// What `/validate` reads of an object that may name rules.
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RuleOwner {
-    metadata: RuleOwnerMeta,
-    spec: RuleOwnerSpec,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default)]
-struct RuleOwnerMeta {
-    namespace: Option<String>,
-    name: Option<String>,
-    annotations: BTreeMap<String, String>,
-}
-
-#[derive(serde::Deserialize, Default)]
-#[serde(default, rename_all = "camelCase")]
-struct RuleOwnerSpec {
-    pre_exec_rule: String,
-    post_exec_rule: String,
-}
-
-/// Refuses a snapshot or group snapshot whose rules are missing or cannot run.
-fn review_rule_refs(state: &WebhookState, req: &RequestIn<'_>, kind: &str) -> Result<ReviewOut, (String, Error)> {
-    let version = req.version;
-    let obj: RuleOwner = req.object().map_err(|e| (req.uid.to_string(), e))?;
-    let ns =
-        if req.namespace.is_empty() { obj.metadata.namespace.as_deref().unwrap_or_default() } else { &req.namespace };
-    let (pre, post) = match kind {
-        "VolumeSnapshot" => snapshot_rules(&obj.metadata.annotations),
-        _ => (Some(obj.spec.pre_exec_rule.as_str()), Some(obj.spec.post_exec_rule.as_str())),
-    };
-    let missing = [pre, post]
-        .into_iter()
-        .flatten()
-        .map(str::trim)
-        .filter(|n| !n.is_empty())
-        .any(|n| matches!(state.cluster.rule(ns, n), Some(None)));
-    match validate_rule_refs(kind, ns, pre, post, |name| state.cluster.rule(ns, name)) {
-        Verdict::Allow(w) => Ok(ReviewOut::allow(&req.uid, None, w).in_version(version)),
-        Verdict::Deny(msg) => {
-            record_span(req, Some("denied"));
-            let what = format!("{kind} {ns}/{}", obj.metadata.name.as_deref().unwrap_or_default());
-            tracing::info!(uid = %Untrusted(&req.uid), object = %Untrusted(&what), reason = %Untrusted(&msg), "denying: rule check");
-            let mut out = ReviewOut::deny(&req.uid, msg).in_version(version);
-            out.named_not_cached = missing;
-            Ok(out)
-        }
-    }
-}
-
-/// Refuses a `SchedulePolicy` that cannot trigger, saying which field is wrong.
-fn review_policy(req: &RequestIn<'_>) -> Result<ReviewOut, (String, Error)> {
-    let policy: SchedulePolicy = req.object().map_err(|e| (req.uid.to_string(), e))?;
-    let verdict = validate_policy(&policy.spec.policy)
-        .map_err(|why| format!("SchedulePolicy {}: {why}", policy.metadata.name.as_deref().unwrap_or_default()));
-    Ok(deny_or_allow(req, verdict))
-}
-
-/// Refuses a `VolumeSnapshotSchedule` naming a policy that does not exist, or rules that cannot run.
-fn review_schedule(state: &WebhookState, req: &RequestIn<'_>) -> Result<ReviewOut, (String, Error)> {
-    let s: VolumeSnapshotSchedule = req.object().map_err(|e| (req.uid.to_string(), e))?;
-    let ns = if req.namespace.is_empty() {
-        s.metadata.namespace.clone().unwrap_or_default()
-    } else {
-        req.namespace.to_string()
-    };
-    let name = s.spec.schedule_policy_name.trim();
-    let mut warnings = Vec::new();
-    let verdict = if name.is_empty() {
-        Err("spec.schedulePolicyName is empty: name a SchedulePolicy".to_string())
-    } else {
-        match state.cluster.schedule_policy(name) {
-            Some(None) => {
-                Err(format!("SchedulePolicy {name} does not exist: create it first (policies are cluster-scoped)"))
-            }
-            None => {
-                warnings.push(format!("stork could not check SchedulePolicy {name} yet (its cache is not synced)"));
-                Ok(())
-            }
-            Some(Some(_)) => Ok(()),
-        }
-    };
-    let verdict = verdict.and_then(|()| {
-        let (pre, post) = (Some(s.spec.pre_exec_rule.as_str()), Some(s.spec.post_exec_rule.as_str()));
-        match validate_rule_refs("VolumeSnapshotSchedule", &ns, pre, post, |r| state.cluster.rule(&ns, r)) {
-            Verdict::Allow(w) => {
-                warnings.extend(w);
-                Ok(())
-            }
-            Verdict::Deny(msg) => Err(msg),
-        }
-    });
-    let missing_policy = !name.is_empty() && matches!(state.cluster.schedule_policy(name), Some(None));
-    let missing_rule = [&s.spec.pre_exec_rule, &s.spec.post_exec_rule]
-        .into_iter()
-        .map(|r| r.trim())
-        .any(|r| !r.is_empty() && matches!(state.cluster.rule(&ns, r), Some(None)));
-    let mut out = deny_or_allow(req, verdict);
-    if !warnings.is_empty() && out.response.allowed {
-        out = ReviewOut::allow(&req.uid, None, warnings).in_version(req.version);
-    }
-    out.named_not_cached = !out.response.allowed && (missing_policy || missing_rule);
-    Ok(out)
-}
-
-fn deny_or_allow(req: &RequestIn<'_>, verdict: Result<(), String>) -> ReviewOut {
-    match verdict {
-        Ok(()) => ReviewOut::allow(&req.uid, None, vec![]).in_version(req.version),
-        Err(msg) => {
-            record_span(req, Some("denied"));
-            tracing::info!(uid = %Untrusted(&req.uid), reason = %Untrusted(&msg), "denying: schedule check");
-            ReviewOut::deny(&req.uid, msg).in_version(req.version)
         }
     }
 }
