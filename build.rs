@@ -1,6 +1,9 @@
-//! Sets `STORK_GIT_REVISION` for the compile, so `stork --version` names the commit it was built
-//! from: the environment variable `STORK_GIT_REVISION` when set (the Containerfile passes it, as its
-//! build context has no `.git`), else `git rev-parse --short=12 HEAD`, else `unknown`.
+//! Two jobs:
+//! - compiles the vendored OpenStorage SDK proto (`proto/`) into the gRPC client of the Portworx
+//!   driver, with `protox` (a Rust protobuf compiler): no `protoc` on the build path;
+//! - sets `STORK_GIT_REVISION` for the compile, so `stork --version` names the commit it was built
+//!   from: the environment variable `STORK_GIT_REVISION` when set (the Containerfile passes it, as its
+//!   build context has no `.git`), else `git rev-parse --short=12 HEAD`, else `unknown`.
 //!
 //! No `-dirty` suffix: telling a dirty tree from a clean one would mean re-running this script (and
 //! recompiling stork) on every edit of any file, and the answer would still go stale between runs.
@@ -11,6 +14,7 @@ use std::{
 };
 
 fn main() {
+    compile_protos();
     println!("cargo:rerun-if-env-changed=STORK_GIT_REVISION");
     let from_env = std::env::var("STORK_GIT_REVISION").ok().filter(|rev| !rev.trim().is_empty());
     let revision = match from_env {
@@ -18,6 +22,22 @@ fn main() {
         None => git_revision().unwrap_or_else(|| "unknown".to_owned()),
     };
     println!("cargo:rustc-env=STORK_GIT_REVISION={revision}");
+}
+
+/// Generates `openstorage.api.rs` (messages plus clients; stork serves none of these services).
+fn compile_protos() {
+    println!("cargo:rerun-if-changed=proto");
+    let files = protox::compile(["openstorage/api.proto"], ["proto"]).unwrap_or_else(|e| panic!("proto/: {e}"));
+    tonic_prost_build::configure()
+        .build_server(false)
+        .build_transport(false)
+        // The proto's comments are Go-flavoured markdown: as rustdoc they would be mangled and
+        // their code blocks compiled as doctests. The proto itself is the documentation.
+        .disable_comments(["."])
+        // Ordered maps, as stork's own volume labels are.
+        .btree_map(".")
+        .compile_fds(files)
+        .unwrap_or_else(|e| panic!("generating the OpenStorage client: {e}"));
 }
 
 /// The short commit id of this checkout, watching the files that change with it.

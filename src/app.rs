@@ -15,6 +15,7 @@ use crate::{
         Driver,
         csi::{CsiDriver, snapshots::CsiSnapshots},
         mock::MockDriver,
+        openstorage::OsdDriver,
     },
     events::EventSink,
     extender::{self, http::ExtenderState, limits::ExtenderLimits},
@@ -64,6 +65,7 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
         csi_drivers: _,
         csi_node_plugins: _,
         rack_label: _,
+        osd: _,
         mock_state,
         csi_snapshot_class,
         objects,
@@ -127,6 +129,13 @@ pub async fn start(args: ServeArgs) -> anyhow::Result<Running> {
             ));
             tasks.spawn(csi.clone().run(client.clone(), cancel.clone()));
             (csi, None)
+        }
+        DriverSetup::OpenStorage(config) => {
+            // `check` refuses --driver openstorage with --objects.
+            let client = client.as_ref().context("--driver openstorage needs a live cluster")?;
+            let osd = OsdDriver::new(config, cluster.clone(), metrics.driver_api_errors.clone());
+            tasks.spawn(osd.clone().run(Some(client.clone()), cancel.clone()));
+            (osd, None)
         }
     };
     metrics.set_census(crate::driver::census(driver.clone()));

@@ -31,6 +31,8 @@ pub struct Metrics {
     pub monitor: MonitorMetrics,
     /// Driver configuration files refused (`stork_driver_config_errors_total`, by file).
     pub driver_config_errors: Family<FileLabels, Counter>,
+    /// Failed calls to the storage system's API (`stork_driver_api_errors_total{call,kind}`).
+    pub driver_api_errors: Family<ApiErrorLabels, Counter>,
     /// Claims in the published claim index (`stork_claim_index_claims`).
     pub claim_index_claims: Gauge,
     /// Claim-index builds by kind (`stork_claim_index_builds_total{kind}`: `whole`, `incremental`).
@@ -83,6 +85,15 @@ pub struct FileLabels {
     pub file: &'static str,
 }
 
+/// Label set of a failed storage-API call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiErrorLabels {
+    /// The call (`nodes`, `volumes`, `snapshot_create`, …).
+    pub call: &'static str,
+    /// What went wrong (`unreachable`, `auth`, `setup`, `not_found`, `invalid`, `failed`).
+    pub kind: &'static str,
+}
+
 impl Metrics {
     /// Creates and registers all metrics.
     pub fn new() -> Arc<Self> {
@@ -96,6 +107,12 @@ impl Metrics {
             "stork_driver_config_errors",
             "Driver configuration files refused (unreadable, empty, invalid or half-written); the last good content keeps serving",
             driver_config_errors.clone(),
+        );
+        let driver_api_errors = Family::<ApiErrorLabels, Counter>::default();
+        registry.register(
+            "stork_driver_api_errors",
+            "Failed calls to the storage system's API, by call and kind; while nodes cannot be read they are unknown and the extender keeps every node",
+            driver_api_errors.clone(),
         );
         let claim_index_claims = Gauge::default();
         registry.register(
@@ -118,6 +135,7 @@ impl Metrics {
             webhook,
             monitor,
             driver_config_errors,
+            driver_api_errors,
             claim_index_claims,
             claim_index_builds,
             census,

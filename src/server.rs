@@ -126,8 +126,13 @@ impl Health {
         self
     }
 
+    /// The driver's configuration problem, and why its nodes are unknown (an SDK that cannot be
+    /// read): the replica stays ready, placing without driver state, and says why here.
     fn warnings(&self) -> Option<String> {
-        self.driver.as_ref()?.config_problem()
+        let driver = self.driver.as_ref()?;
+        let problems: Vec<String> =
+            driver.config_problem().into_iter().chain(driver.nodes().err().map(|e| e.to_string())).collect();
+        (!problems.is_empty()).then(|| problems.join("\nwarning: "))
     }
 
     /// Marks the process as shutting down.
@@ -345,6 +350,17 @@ mod tests {
         let (other, _) = World::new().driver_nodes([dnode("n2")]).build();
         let health = Health { cluster: other, ..health };
         assert_eq!(health.readiness(), Ok(()));
+    }
+
+    #[test]
+    fn a_driver_whose_nodes_are_unknown_stays_ready_and_says_why() {
+        let (cluster, _) = World::new().build();
+        let config = crate::driver::openstorage::OsdConfig::new(Some("127.0.0.1:1"), "a/b", "px-sdk", None).unwrap();
+        let driver = crate::driver::openstorage::OsdDriver::new(config, cluster.clone(), Default::default());
+        let health = Health::new(cluster).with_driver(driver);
+        assert_eq!(health.readiness(), Ok(()));
+        let warning = health.warnings().unwrap_or_default();
+        assert!(warning.contains("storage driver openstorage is unavailable"), "{warning}");
     }
 
     #[test]

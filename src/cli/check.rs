@@ -5,7 +5,10 @@ use std::path::PathBuf;
 
 use super::{DriverKind, ServeArgs};
 use crate::{
-    driver::csi::{CsiConfig, NodePluginSelector},
+    driver::{
+        csi::{CsiConfig, NodePluginSelector},
+        openstorage::OsdConfig,
+    },
     tls::client_auth,
 };
 
@@ -19,6 +22,8 @@ pub enum DriverSetup {
     },
     /// `--driver csi` (on a live cluster) with its validated configuration.
     Csi(CsiConfig),
+    /// `--driver openstorage` (on a live cluster) with its SDK settings.
+    OpenStorage(OsdConfig),
 }
 
 impl ServeArgs {
@@ -51,6 +56,11 @@ impl ServeArgs {
                     .into(),
             ),
             DriverKind::Csi => self.csi_config().map(DriverSetup::Csi),
+            DriverKind::Openstorage if !live => Err(
+                "--driver openstorage reads the OpenStorage SDK and PVs of a live cluster; it cannot run with --objects"
+                    .into(),
+            ),
+            DriverKind::Openstorage => self.osd.config(&self.rack_label).map(DriverSetup::OpenStorage),
         }
     }
 

@@ -6,10 +6,12 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 mod check;
 mod limits;
+mod osd;
 
 pub use check::DriverSetup;
 
 pub use limits::{LimitArgs, parse_bytes};
+pub use osd::OsdArgs;
 
 /// The commit stork was built from: 12 hex digits from git or the `STORK_GIT_REVISION` build
 /// variable, or `unknown` without either (see build.rs).
@@ -50,6 +52,9 @@ pub enum DriverKind {
     Mock,
     /// Any CSI driver, from Kubernetes objects.
     Csi,
+    /// Portworx, or any OpenStorage SDK server, over gRPC (`--osd-*` flags).
+    #[value(alias = "portworx")]
+    Openstorage,
 }
 
 /// `stork serve`.
@@ -77,7 +82,11 @@ pub struct ServeArgs {
     /// the driver's default class.
     #[arg(long, env = "STORK_CSI_SNAPSHOT_CLASS")]
     pub csi_snapshot_class: Option<String>,
-    /// Node label holding the rack (zone and region come from topology.kubernetes.io labels).
+    /// The `openstorage` driver's SDK connection (see below).
+    #[command(flatten)]
+    pub osd: OsdArgs,
+    /// Node label holding the rack (zone and region come from topology.kubernetes.io labels;
+    /// with `--driver openstorage`, also Stork's `px/rack`).
     #[arg(long, env = "STORK_RACK_LABEL", default_value = "stork.libopenstorage.org/rack")]
     pub rack_label: String,
     /// Offline mode: StorageClass/PVC/PV/Node objects from this multi-document YAML instead of

@@ -105,10 +105,27 @@ fn flag_combinations_that_cannot_work_fail_before_anything_starts_with_the_flags
         (&["--driver", "mock", "--mock-topology", "t", "--extender-client-ca", "self-signed"], "--self-signed"),
         (&["--driver", "mock", "--mock-topology", "t", "--monitor-interval", "5s"], "--monitor-interval"),
         (&["--driver", "mock", "--mock-topology", "t", "--extender-max-nodes", "0"], "--extender-max-nodes"),
+        (&["--driver", "openstorage", "--objects", "o.yaml"], "cannot run with --objects"),
+        (&["--driver", "portworx", "--osd-endpoint", "px"], "--osd-endpoint"),
+        (&["--driver", "portworx", "--osd-endpoint", "https://px:9020"], "--osd-ca"),
+        (&["--driver", "portworx", "--osd-service", "portworx-service"], "--osd-service"),
+        (&["--driver", "portworx", "--osd-poll-interval", "100ms"], "--osd-poll-interval"),
     ] {
         let err = check(args).expect_err(&format!("{args:?} accepted"));
         assert!(err.contains(says), "{args:?}: {err}");
     }
     assert!(matches!(check(&["--driver", "mock", "--mock-topology", "t"]), Ok(DriverSetup::Mock { .. })));
     assert!(matches!(check(&["--driver", "csi", "--csi-driver", "a.example.com"]), Ok(DriverSetup::Csi(_))));
+    let Ok(DriverSetup::OpenStorage(osd)) = check(&["--driver", "portworx", "--osd-token-file", "/t"]) else {
+        panic!("portworx is openstorage")
+    };
+    assert_eq!(
+        osd.endpoint,
+        crate::driver::openstorage::EndpointSource::Service {
+            namespace: "kube-system".into(),
+            name: "portworx-service".into(),
+            port: "px-sdk".into(),
+        }
+    );
+    assert_eq!(osd.token_file.as_deref(), Some(std::path::Path::new("/t")));
 }

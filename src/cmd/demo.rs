@@ -39,6 +39,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
         csi_node_plugins: Vec::new(),
         csi_snapshot_class: None,
         rack_label: "stork.libopenstorage.org/rack".into(),
+        osd: Default::default(),
         objects: Some(objects),
         kubeconfig: None,
         listen: "127.0.0.1:0".parse()?,

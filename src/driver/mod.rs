@@ -8,6 +8,7 @@ pub mod csi;
 mod inventory;
 pub mod mock;
 pub mod node_index;
+pub mod openstorage;
 mod snapshots;
 mod types;
 

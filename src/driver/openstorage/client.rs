@@ -1,0 +1,238 @@
+//! The gRPC connection to the SDK: a lazily (re)connecting channel, the bearer token re-read
+//! from its file when the file changes, per-call deadlines, and gRPC statuses as [`OsdError`]s.
+
+use std::{
+    path::{Path, PathBuf},
+    sync::Mutex,
+    time::{Duration, SystemTime},
+};
+
+use tonic::{
+    Code, Request,
+    transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
+};
+
+use super::proto::{
+    open_storage_node_client::OpenStorageNodeClient, open_storage_volume_client::OpenStorageVolumeClient,
+};
+
+/// Errors talking to the SDK.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum OsdError {
+    /// The SDK could not be reached or did not answer in time; retrying may help.
+    #[error("OpenStorage SDK at {endpoint} is unreachable: {message}")]
+    Unreachable {
+        /// The URL.
+        endpoint: String,
+        /// Transport error or gRPC message.
+        message: String,
+    },
+    /// The SDK refused stork's credentials.
+    #[error("OpenStorage SDK at {endpoint} refused stork's credentials ({}): {message}", token_hint(.token_file.as_deref()))]
+    AuthRejected {
+        /// The URL.
+        endpoint: String,
+        /// `--osd-token-file`, if any.
+        token_file: Option<PathBuf>,
+        /// The SDK's message.
+        message: String,
+    },
+    /// The token file cannot be read or is empty.
+    #[error("cannot read the OpenStorage SDK token from --osd-token-file {}: {message}", path.display())]
+    Token {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        message: String,
+    },
+    /// The endpoint could not be found or set up (discovery, TLS files).
+    #[error("{0}")]
+    Setup(String),
+    /// The object does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot work as given.
+    #[error("{0}")]
+    Invalid(String),
+    /// Any other SDK failure.
+    #[error("OpenStorage SDK call {call} failed: {message}")]
+    Failed {
+        /// The RPC.
+        call: &'static str,
+        /// The gRPC message.
+        message: String,
+    },
+}
+
+fn token_hint(token_file: Option<&Path>) -> String {
+    match token_file {
+        Some(path) => format!("token from --osd-token-file {}", path.display()),
+        None => "no token: the cluster has security enabled; give one with --osd-token-file".to_string(),
+    }
+}
+
+impl OsdError {
+    /// The metric label of the error's kind.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Unreachable { .. } => "unreachable",
+            Self::AuthRejected { .. } | Self::Token { .. } => "auth",
+            Self::Setup(_) => "setup",
+            Self::NotFound(_) => "not_found",
+            Self::Invalid(_) => "invalid",
+            Self::Failed { .. } => "failed",
+        }
+    }
+}
+
+/// The bearer token, read from its file again whenever the file's modification time or length
+/// changes (Portworx issues short-lived tokens; a mounted Secret is replaced by a symlink swap).
+#[derive(Debug)]
+pub struct TokenFile {
+    path: PathBuf,
+    cached: Mutex<Option<(SystemTime, u64, String)>>,
+}
+
+impl TokenFile {
+    /// Reads `path` on first use.
+    pub fn new(path: PathBuf) -> Self {
+        Self { path, cached: Mutex::new(None) }
+    }
+
+    /// The current token.
+    pub fn current(&self) -> Result<String, OsdError> {
+        let err = |message: String| OsdError::Token { path: self.path.clone(), message };
+        let meta = std::fs::metadata(&self.path).map_err(|e| err(e.to_string()))?;
+        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
+        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((mtime, len, token)) = cached.as_ref()
+            && (*mtime, *len) == stamp
+        {
+            return Ok(token.clone());
+        }
+        let text = std::fs::read_to_string(&self.path).map_err(|e| err(e.to_string()))?;
+        let token = text.trim().to_string();
+        if token.is_empty() {
+            return Err(err("the file is empty".to_string()));
+        }
+        *cached = Some((stamp.0, stamp.1, token.clone()));
+        Ok(token)
+    }
+}
+
+/// A connection to one SDK endpoint. Cheap to clone clients from; the channel reconnects by
+/// itself after the server comes back.
+#[derive(Debug)]
+pub struct SdkClient {
+    endpoint: String,
+    channel: Channel,
+    token: Option<TokenFile>,
+    timeout: Duration,
+}
+
+impl SdkClient {
+    /// A client for `url` (not connected until the first call). Reads the CA file now.
+    pub fn new(url: &str, ca: Option<&Path>, token_file: Option<&Path>, timeout: Duration) -> Result<Self, OsdError> {
+        let setup = |what: &str, e: &dyn std::fmt::Display| OsdError::Setup(format!("{what}: {e}"));
+        let mut endpoint = Endpoint::from_shared(url.to_string())
+            .map_err(|e| setup(&format!("OpenStorage SDK endpoint {url}"), &e))?
+            .connect_timeout(timeout)
+            .tcp_keepalive(Some(Duration::from_secs(30)));
+        if let Some(ca) = ca {
+            let pem = std::fs::read(ca).map_err(|e| setup(&format!("--osd-ca {}", ca.display()), &e))?;
+            let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem));
+            endpoint = endpoint.tls_config(tls).map_err(|e| setup("OpenStorage SDK TLS", &e))?;
+        }
+        Ok(Self {
+            endpoint: url.to_string(),
+            channel: endpoint.connect_lazy(),
+            token: token_file.map(|p| TokenFile::new(p.to_path_buf())),
+            timeout,
+        })
+    }
+
+    /// The URL.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// `msg` with the deadline and the bearer token.
+    pub fn request<T>(&self, msg: T) -> Result<Request<T>, OsdError> {
+        let mut req = Request::new(msg);
+        req.set_timeout(self.timeout);
+        if let Some(token) = &self.token {
+            let value = format!("bearer {}", token.current()?);
+            let value = value.parse().map_err(|_| OsdError::Token {
+                path: token.path.clone(),
+                message: "the token is not a valid header value".to_string(),
+            })?;
+            req.metadata_mut().insert("authorization", value);
+        }
+        Ok(req)
+    }
+
+    /// The node service.
+    pub fn nodes(&self) -> OpenStorageNodeClient<Channel> {
+        OpenStorageNodeClient::new(self.channel.clone())
+    }
+
+    /// The volume service (volumes and snapshots).
+    pub fn volumes(&self) -> OpenStorageVolumeClient<Channel> {
+        OpenStorageVolumeClient::new(self.channel.clone())
+    }
+
+    /// A failed call as an [`OsdError`].
+    pub fn error(&self, call: &'static str, status: &tonic::Status) -> OsdError {
+        let message = status.message().to_string();
+        match status.code() {
+            Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled => {
+                OsdError::Unreachable { endpoint: self.endpoint.clone(), message }
+            }
+            Code::Unauthenticated | Code::PermissionDenied => OsdError::AuthRejected {
+                endpoint: self.endpoint.clone(),
+                token_file: self.token.as_ref().map(|t| t.path.clone()),
+                message,
+            },
+            Code::NotFound => OsdError::NotFound(message),
+            Code::InvalidArgument | Code::AlreadyExists | Code::FailedPrecondition | Code::OutOfRange => {
+                OsdError::Invalid(message)
+            }
+            _ => OsdError::Failed { call, message },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_is_read_again_when_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("token");
+        let token = TokenFile::new(path.clone());
+        assert!(matches!(token.current(), Err(OsdError::Token { .. })));
+        std::fs::write(&path, "first\n").unwrap();
+        assert_eq!(token.current().unwrap(), "first");
+        std::fs::write(&path, "second-token\n").unwrap();
+        assert_eq!(token.current().unwrap(), "second-token");
+        std::fs::write(&path, "  \n").unwrap();
+        let err = token.current().unwrap_err().to_string();
+        assert!(err.contains("--osd-token-file") && err.contains("empty"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_rejected_token_names_its_file_and_a_missing_one_says_to_give_one() {
+        let with = SdkClient::new("http://127.0.0.1:1", None, Some(Path::new("/etc/px/token")), Duration::from_secs(1))
+            .unwrap();
+        let err = with.error("Inspect", &tonic::Status::unauthenticated("token expired"));
+        assert_eq!(
+            err.to_string(),
+            "OpenStorage SDK at http://127.0.0.1:1 refused stork's credentials (token from --osd-token-file /etc/px/token): token expired"
+        );
+        let without = SdkClient::new("http://127.0.0.1:1", None, None, Duration::from_secs(1)).unwrap();
+        let err = without.error("Inspect", &tonic::Status::unauthenticated("missing token")).to_string();
+        assert!(err.contains("give one with --osd-token-file"), "{err}");
+        assert_eq!(without.error("X", &tonic::Status::unavailable("refused")).kind(), "unreachable");
+    }
+}
