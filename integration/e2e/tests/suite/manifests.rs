@@ -19,6 +19,15 @@ async fn the_csi_overlay_renders_and_the_apiserver_accepts_every_object() {
 }
 
 #[tokio::test]
+async fn the_portworx_overlay_renders_and_the_apiserver_accepts_every_object() {
+    let stdout = render_and_dry_run("examples/portworx").await;
+    assert!(
+        stdout.contains("role.rbac.authorization.k8s.io/stork-portworx") && !stdout.contains("stork-mock-topology"),
+        "{stdout}"
+    );
+}
+
+#[tokio::test]
 async fn the_mock_demo_overlay_renders_and_the_apiserver_accepts_every_object() {
     // Its app/ needs the namespace this creates; the deploy suite applies both for real.
     let stdout = render_and_dry_run("examples/mock-demo").await;
