@@ -24,16 +24,17 @@ import (
 )
 
 type options struct {
-	sdkPort      int
-	gatewayPort  int
-	gossipPort   int
-	controlAddr  string
-	stateDir     string
-	clusterID    string
-	jwtSecret    string
-	jwtIssuer    string
-	nodesFile    string
-	disableGuest bool
+	sdkPort        int
+	gatewayPort    int
+	gossipPort     int
+	controlAddr    string
+	stateDir       string
+	clusterID      string
+	jwtSecret      string
+	jwtIssuer      string
+	nodesFile      string
+	disableGuest   bool
+	exitWithParent bool
 }
 
 func parseFlags(args []string) (*options, error) {
@@ -50,6 +51,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.nodesFile, "nodes", "", "initial node list (JSON, same shape as PUT /nodes)")
 	fs.BoolVar(&o.disableGuest, "disable-guest-access", false,
 		"with auth on, make the system.guest role deny everything, so calls without a token fail")
+	fs.BoolVar(&o.exitWithParent, "exit-with-parent", false,
+		"die with the process that started this one (set here: a credential change, as setpriv makes, clears an inherited setting)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -88,6 +91,16 @@ func main() {
 func run(o *options) error {
 	// stdout carries only the ready line; all logging goes to stderr.
 	logrus.SetOutput(os.Stderr)
+	if o.exitWithParent {
+		parent := os.Getppid()
+		if _, _, err := syscall.RawSyscall(syscall.SYS_PRCTL, syscall.PR_SET_PDEATHSIG, uintptr(syscall.SIGKILL), 0); err != 0 {
+			return fmt.Errorf("prctl(PR_SET_PDEATHSIG): %v", err)
+		}
+		// The parent may have died before the setting took effect.
+		if os.Getppid() != parent {
+			return errors.New("the parent process is gone")
+		}
+	}
 	warnInitSideEffects()
 
 	if err := os.MkdirAll(o.stateDir, 0o700); err != nil {
