@@ -12,6 +12,7 @@ pub mod https;
 mod install;
 mod locate;
 pub mod objects;
+pub mod osd;
 pub mod placement;
 mod procs;
 pub mod provisioner;

@@ -38,27 +38,30 @@ pub async fn storage_class(client: &Client) {
 
 /// A PV named `pv` and a claim pre-bound to each other by name; the real PV controller binds them.
 pub async fn bound_claim(client: &Client, ns: &str, claim: &str, pv: &str) {
-    create(
-        &Api::<PersistentVolume>::all(client.clone()),
-        json!({
-            "metadata": {"name": pv},
-            "spec": {
-                "storageClassName": "mock-sc", "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
-                "persistentVolumeReclaimPolicy": "Retain",
-                // Pre-bound from both sides: the PV controller completes the binding from
-                // whichever object it syncs first.
-                "claimRef": {"namespace": ns, "name": claim},
-                "csi": {"driver": PROVISIONER, "volumeHandle": pv}
-            }
-        }),
-    )
-    .await;
+    let source = json!({"csi": {"driver": PROVISIONER, "volumeHandle": pv}});
+    bound_claim_with(client, ns, claim, pv, "mock-sc", source).await;
+}
+
+/// Like [`bound_claim`], for any class, the PV reaching its volume through `source` (an object
+/// with one PV volume source, e.g. `{"csi": {…}}` or `{"portworxVolume": {…}}`).
+pub async fn bound_claim_with(client: &Client, ns: &str, claim: &str, pv: &str, class: &str, source: Value) {
+    let mut spec = json!({
+        "storageClassName": class, "capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+        "persistentVolumeReclaimPolicy": "Retain",
+        // Pre-bound from both sides: the PV controller completes the binding from
+        // whichever object it syncs first.
+        "claimRef": {"namespace": ns, "name": claim},
+    });
+    if let (Some(spec), Some(source)) = (spec.as_object_mut(), source.as_object()) {
+        spec.extend(source.clone());
+    }
+    create(&Api::<PersistentVolume>::all(client.clone()), json!({"metadata": {"name": pv}, "spec": spec})).await;
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     create(
         &pvcs,
         json!({
             "metadata": {"name": claim},
-            "spec": {"storageClassName": "mock-sc", "volumeName": pv, "accessModes": ["ReadWriteOnce"],
+            "spec": {"storageClassName": class, "volumeName": pv, "accessModes": ["ReadWriteOnce"],
                      "resources": {"requests": {"storage": "1Gi"}}}
         }),
     )

@@ -17,6 +17,8 @@ mod kwok_exec;
 mod manifests;
 #[path = "suite/monitor.rs"]
 mod monitor;
+#[path = "suite/openstorage.rs"]
+mod openstorage;
 #[path = "suite/placement_rules.rs"]
 mod placement_rules;
 #[path = "suite/rules.rs"]

@@ -1,0 +1,212 @@
+//! The `openstorage` (Portworx) driver against the real OpenStorage SDK server (`osd-harness`:
+//! the upstream gRPC server, cluster manager and fake backend; only its node list and runtime
+//! replica sets are the harness's). Nodes, statuses and replica sets are read through the SDK,
+//! the real kube-scheduler places pods with stork's scores, the health monitor fails pods over
+//! from a node the SDK reports offline, snapshots are SDK snapshots, and an SDK that goes away
+//! or refuses stork's token costs no pod and no node.
+//!
+//! The harness's stork is restarted with `--driver portworx` (health monitor on, short timings)
+//! for each test and put back on the mock driver afterwards, even when a test fails.
+
+use std::time::Duration;
+
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, storage::v1::StorageClass};
+use kube::{
+    Api, Client,
+    api::{DeleteParams, ListParams},
+};
+use serde_json::{Value, json};
+use stork_e2e::{
+    Cluster, delete_nodes, http_get_full, kwok_nodes, namespace,
+    objects::{WAIT, bound_claim_with, create, pod, scheduled_node},
+    osd::{OsdNode, OsdOptions, OsdServer},
+    shared, wait_for,
+};
+
+const CLASS: &str = "px-sc";
+
+/// stork on the openstorage driver while alive; the mock driver again when dropped.
+struct PxStork(&'static Cluster);
+
+impl PxStork {
+    fn start(cluster: &'static Cluster, endpoint: &str, extra: &[&str]) -> Self {
+        cluster.stop_stork().expect("stop the mock-driver stork");
+        let guard = PxStork(cluster);
+        let endpoint = format!("--osd-endpoint={endpoint}");
+        let mut args = vec![
+            "--driver=portworx",
+            &endpoint,
+            "--osd-poll-interval=1s",
+            "--osd-timeout=2s",
+            "--monitor-interval=2s",
+            "--monitor-allow-short-interval",
+            "--monitor-backoff=1s",
+            "--monitor-backoff-checks=3",
+            "--monitor-batch-interval=1s",
+        ];
+        args.extend_from_slice(extra);
+        cluster.start_stork_with(&args).expect("stork with --driver portworx");
+        guard
+    }
+
+    fn readyz(&self) -> String {
+        http_get_full(self.0.info.stork_admin_port, "/readyz").unwrap_or_else(|e| e.to_string())
+    }
+
+    fn metrics(&self) -> String {
+        http_get_full(self.0.info.stork_admin_port, "/metrics").unwrap_or_default()
+    }
+
+    /// `/explain` of a pod: node name → (kept, score).
+    fn explain(&self, ns: &str, pod: &str) -> Result<Vec<(String, bool, Option<i64>)>, String> {
+        let raw = http_get_full(self.0.info.stork_admin_port, &format!("/explain/pods/{ns}/{pod}"))
+            .map_err(|e| e.to_string())?;
+        let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
+        let e: Value = serde_json::from_str(body).map_err(|e| format!("{e}: {raw}"))?;
+        let nodes = e["nodes"].as_array().ok_or_else(|| raw.clone())?;
+        Ok(nodes
+            .iter()
+            .map(|n| (n["name"].as_str().unwrap_or("").to_string(), n["kept"] == true, n["score"].as_i64()))
+            .collect())
+    }
+}
+
+impl Drop for PxStork {
+    fn drop(&mut self) {
+        let _ = self.0.stop_stork();
+        self.0.start_stork().expect("stork back on the mock driver");
+    }
+}
+
+/// Five KWOK nodes `<p>-n1..n5`; the SDK knows the first three (`px-<p>-1..3`).
+async fn nodes(client: &Client, server: &OsdServer, p: &str, ip: u8) -> Vec<String> {
+    let names: Vec<String> = (1..=5).map(|i| format!("{p}-n{i}")).collect();
+    let ips: Vec<String> = (1..=5).map(|i| format!("10.{ip}.0.{i}")).collect();
+    let pairs: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(ips.iter().map(String::as_str)).collect();
+    kwok_nodes(client, &pairs).await.unwrap();
+    server.set_nodes(&sdk_nodes(p, &names, &ips)).unwrap();
+    names
+}
+
+fn sdk_nodes(p: &str, names: &[String], ips: &[String]) -> Vec<OsdNode> {
+    (0..3).map(|i| OsdNode::new(&format!("px-{p}-{}", i + 1), &names[i], &ips[i])).collect()
+}
+
+/// Volumes V1 on px-1+px-2 and V2 on px-2+px-3, made through the SDK; claims `data-1` (CSI PV,
+/// handle = the volume's id, or its name with `by_name`) and `data-2` (in-tree Portworx PV,
+/// by name) bound to them in a new namespace; returns the namespace and V1's id.
+async fn volumes(client: &Client, server: &OsdServer, p: &str, by_name: bool) -> (String, String) {
+    let v1 = server.create_volume(&format!("{p}-v1"), &[&format!("px-{p}-1"), &format!("px-{p}-2")]).await.unwrap();
+    server.create_volume(&format!("{p}-v2"), &[&format!("px-{p}-2"), &format!("px-{p}-3")]).await.unwrap();
+    create(
+        &Api::<StorageClass>::all(client.clone()),
+        json!({"metadata": {"name": CLASS}, "provisioner": "pxd.portworx.com", "volumeBindingMode": "Immediate"}),
+    )
+    .await;
+    let ns = namespace(client, p).await.unwrap();
+    let handle = if by_name { format!("{p}-v1") } else { v1.clone() };
+    let csi = json!({"csi": {"driver": "pxd.portworx.com", "volumeHandle": handle}});
+    bound_claim_with(client, &ns, "data-1", &format!("pv-{p}-v1"), CLASS, csi).await;
+    let in_tree = json!({"portworxVolume": {"volumeID": format!("{p}-v2")}});
+    bound_claim_with(client, &ns, "data-2", &format!("pv-{p}-v2"), CLASS, in_tree).await;
+    (ns, v1)
+}
+
+/// Waits until `/explain` of the pod shows exactly these kept nodes and scores.
+async fn explained(stork: &PxStork, ns: &str, pod: &str, want: &[(&str, i64)]) {
+    let want: Vec<(String, Option<i64>)> = want.iter().map(|(n, s)| (n.to_string(), Some(*s))).collect();
+    wait_for(&format!("explain {ns}/{pod} keeping and scoring {want:?}"), WAIT, || async {
+        let kept: Vec<(String, Option<i64>)> =
+            stork.explain(ns, pod)?.into_iter().filter(|(_, k, _)| *k).map(|(n, _, s)| (n, s)).collect();
+        if kept == want { Ok(()) } else { Err(format!("{kept:?}")) }
+    })
+    .await;
+}
+
+/// A one-replica Deployment `db` using both claims, left to the webhook to route to stork.
+async fn deployment(client: &Client, ns: &str) -> Api<Pod> {
+    let volumes: Vec<Value> =
+        ["data-1", "data-2"].iter().map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}})).collect();
+    create(
+        &Api::<Deployment>::namespaced(client.clone(), ns),
+        json!({"metadata": {"name": "db"}, "spec": {
+            "replicas": 1, "selector": {"matchLabels": {"app": "db"}},
+            "template": {"metadata": {"labels": {"app": "db"}}, "spec": {
+                "containers": [{"name": "db", "image": "fake"}], "volumes": volumes}}}}),
+    )
+    .await;
+    Api::namespaced(client.clone(), ns)
+}
+
+/// The running `db` pod: (name, uid, node, scheduler).
+async fn running_db(pods: &Api<Pod>) -> (String, String, String, String) {
+    wait_for("one db pod Running", WAIT, || async {
+        let list = pods.list(&ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
+        let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
+        match live.as_slice() {
+            [p] if p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running") => {
+                let spec = p.spec.clone().unwrap_or_default();
+                Ok((
+                    p.metadata.name.clone().unwrap_or_default(),
+                    p.metadata.uid.clone().unwrap_or_default(),
+                    spec.node_name.unwrap_or_default(),
+                    spec.scheduler_name.unwrap_or_default(),
+                ))
+            }
+            other => Err(format!("{} live pods", other.len())),
+        }
+    })
+    .await
+}
+
+async fn cleanup(client: &Client, ns: &str, names: &[String]) {
+    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).delete(ns, &DeleteParams::default()).await;
+    delete_nodes(client, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+}
+
+#[tokio::test]
+async fn the_seed_scenario_through_the_sdk_scores_n2_highest_and_the_scheduler_places_the_pod_there() {
+    let (cluster, client) = shared().await;
+    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
+    let stork = PxStork::start(cluster, &server.endpoint, &[]);
+    let names = nodes(&client, &server, "pxs", 41).await;
+    let (ns, _) = volumes(&client, &server, "pxs", false).await;
+
+    let pods = pod(&client, &ns, "p1", &["data-1", "data-2"]).await;
+    assert_eq!(scheduled_node(&pods, "p1").await, "pxs-n2", "V1 on n1+n2 and V2 on n2+n3 put P1 on n2");
+    // Filter keeps the three driver nodes; prioritize gives 100 per local replica.
+    explained(&stork, &ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 200), ("pxs-n3", 100)]).await;
+
+    // Storage down on n2: still a candidate, at Stork's StorageDown score (25 per replica).
+    server.set_status("px-pxs-2", "STATUS_STORAGE_DOWN").unwrap();
+    explained(&stork, &ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 50), ("pxs-n3", 100)]).await;
+    let pods = pod(&client, &ns, "p2", &["data-1", "data-2"]).await;
+    assert_ne!(scheduled_node(&pods, "p2").await, "pxs-n2", "a node with its storage down is not preferred");
+    drop(stork);
+    cleanup(&client, &ns, &names).await;
+}
+
+#[tokio::test]
+async fn a_node_the_sdk_reports_offline_is_filtered_and_the_health_monitor_fails_its_pod_over() {
+    let (cluster, client) = shared().await;
+    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
+    let stork = PxStork::start(cluster, &server.endpoint, &[]);
+    let names = nodes(&client, &server, "pxo", 42).await;
+    let (ns, _) = volumes(&client, &server, "pxo", false).await;
+    let pods = deployment(&client, &ns).await;
+    let (name, uid, node, scheduler) = running_db(&pods).await;
+    assert_eq!((node.as_str(), scheduler.as_str()), ("pxo-n2", "stork"), "the webhook routed the pod to stork");
+
+    server.set_status("px-pxo-2", "STATUS_OFFLINE").unwrap();
+    let (new_name, new_uid, new_node, _) = wait_for("the db pod failed over off pxo-n2", WAIT, || async {
+        let now = running_db(&pods).await;
+        if now.1 != uid { Ok(now) } else { Err(format!("{name} still on {node}")) }
+    })
+    .await;
+    assert!(["pxo-n1", "pxo-n3"].contains(&new_node.as_str()), "{new_name} went to {new_node}");
+    explained(&stork, &ns, &new_name, &[("pxo-n1", 100), ("pxo-n3", 100)]).await;
+    assert!(stork.metrics().contains("stork_pods_rescheduled_total 1"), "{}", stork.metrics());
+    assert_ne!(new_uid, uid);
+    drop(stork);
+    cleanup(&client, &ns, &names).await;
+}
