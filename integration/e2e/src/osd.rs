@@ -219,10 +219,14 @@ impl OsdServer {
         let spec = VolumeSpec {
             size: 1 << 30,
             ha_level: replicas.len() as i64,
-            replica_set: Some(ReplicaSet { nodes: replicas.iter().map(|r| r.to_string()).collect(), ..Default::default() }),
+            replica_set: Some(ReplicaSet {
+                nodes: replicas.iter().map(|r| r.to_string()).collect(),
+                ..Default::default()
+            }),
             ..Default::default()
         };
-        let request = sdk.request(SdkVolumeCreateRequest { name: name.into(), spec: Some(spec), ..Default::default() })?;
+        let request =
+            sdk.request(SdkVolumeCreateRequest { name: name.into(), spec: Some(spec), ..Default::default() })?;
         let created = sdk.volumes().create(request).await.map_err(|s| anyhow::anyhow!("Create {name}: {s}"))?;
         Ok(created.into_inner().volume_id)
     }
@@ -230,10 +234,8 @@ impl OsdServer {
     /// Names of the SDK snapshots of volume `id`.
     pub async fn snapshots_of(&self, id: &str) -> Result<Vec<String>> {
         let sdk = self.client().await?;
-        let request = sdk.request(SdkVolumeSnapshotEnumerateWithFiltersRequest {
-            volume_id: id.into(),
-            ..Default::default()
-        })?;
+        let request =
+            sdk.request(SdkVolumeSnapshotEnumerateWithFiltersRequest { volume_id: id.into(), ..Default::default() })?;
         let ids = sdk
             .volumes()
             .snapshot_enumerate_with_filters(request)

@@ -8,14 +8,17 @@
 //! The harness's stork is restarted with `--driver portworx` (health monitor on, short timings)
 //! for each test and put back on the mock driver afterwards, even when a test fails.
 
-use std::time::Duration;
-
-use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod, storage::v1::StorageClass};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{PersistentVolume, PersistentVolumeClaim, Pod},
+    storage::v1::StorageClass,
+};
 use kube::{
     Api, Client,
     api::{DeleteParams, ListParams},
 };
 use serde_json::{Value, json};
+use stork::model::crd::{VolumeSnapshot, VolumeSnapshotData};
 use stork_e2e::{
     Cluster, delete_nodes, http_get_full, kwok_nodes, namespace,
     objects::{WAIT, bound_claim_with, create, pod, scheduled_node},
@@ -26,10 +29,10 @@ use stork_e2e::{
 const CLASS: &str = "px-sc";
 
 /// stork on the openstorage driver while alive; the mock driver again when dropped.
-struct PxStork(&'static Cluster);
+pub(crate) struct PxStork(&'static Cluster);
 
 impl PxStork {
-    fn start(cluster: &'static Cluster, endpoint: &str, extra: &[&str]) -> Self {
+    pub(crate) fn start(cluster: &'static Cluster, endpoint: &str, extra: &[&str]) -> Self {
         cluster.stop_stork().expect("stop the mock-driver stork");
         let guard = PxStork(cluster);
         let endpoint = format!("--osd-endpoint={endpoint}");
@@ -49,16 +52,16 @@ impl PxStork {
         guard
     }
 
-    fn readyz(&self) -> String {
+    pub(crate) fn readyz(&self) -> String {
         http_get_full(self.0.info.stork_admin_port, "/readyz").unwrap_or_else(|e| e.to_string())
     }
 
-    fn metrics(&self) -> String {
+    pub(crate) fn metrics(&self) -> String {
         http_get_full(self.0.info.stork_admin_port, "/metrics").unwrap_or_default()
     }
 
     /// `/explain` of a pod: node name → (kept, score).
-    fn explain(&self, ns: &str, pod: &str) -> Result<Vec<(String, bool, Option<i64>)>, String> {
+    pub(crate) fn explain(&self, ns: &str, pod: &str) -> Result<Vec<(String, bool, Option<i64>)>, String> {
         let raw = http_get_full(self.0.info.stork_admin_port, &format!("/explain/pods/{ns}/{pod}"))
             .map_err(|e| e.to_string())?;
         let body = raw.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or_default();
@@ -79,7 +82,7 @@ impl Drop for PxStork {
 }
 
 /// Five KWOK nodes `<p>-n1..n5`; the SDK knows the first three (`px-<p>-1..3`).
-async fn nodes(client: &Client, server: &OsdServer, p: &str, ip: u8) -> Vec<String> {
+pub(crate) async fn nodes(client: &Client, server: &OsdServer, p: &str, ip: u8) -> Vec<String> {
     let names: Vec<String> = (1..=5).map(|i| format!("{p}-n{i}")).collect();
     let ips: Vec<String> = (1..=5).map(|i| format!("10.{ip}.0.{i}")).collect();
     let pairs: Vec<(&str, &str)> = names.iter().map(String::as_str).zip(ips.iter().map(String::as_str)).collect();
@@ -88,14 +91,14 @@ async fn nodes(client: &Client, server: &OsdServer, p: &str, ip: u8) -> Vec<Stri
     names
 }
 
-fn sdk_nodes(p: &str, names: &[String], ips: &[String]) -> Vec<OsdNode> {
+pub(crate) fn sdk_nodes(p: &str, names: &[String], ips: &[String]) -> Vec<OsdNode> {
     (0..3).map(|i| OsdNode::new(&format!("px-{p}-{}", i + 1), &names[i], &ips[i])).collect()
 }
 
 /// Volumes V1 on px-1+px-2 and V2 on px-2+px-3, made through the SDK; claims `data-1` (CSI PV,
 /// handle = the volume's id, or its name with `by_name`) and `data-2` (in-tree Portworx PV,
 /// by name) bound to them in a new namespace; returns the namespace and V1's id.
-async fn volumes(client: &Client, server: &OsdServer, p: &str, by_name: bool) -> (String, String) {
+pub(crate) async fn volumes(client: &Client, server: &OsdServer, p: &str, by_name: bool) -> (String, String) {
     let v1 = server.create_volume(&format!("{p}-v1"), &[&format!("px-{p}-1"), &format!("px-{p}-2")]).await.unwrap();
     server.create_volume(&format!("{p}-v2"), &[&format!("px-{p}-2"), &format!("px-{p}-3")]).await.unwrap();
     create(
@@ -113,7 +116,7 @@ async fn volumes(client: &Client, server: &OsdServer, p: &str, by_name: bool) ->
 }
 
 /// Waits until `/explain` of the pod shows exactly these kept nodes and scores.
-async fn explained(stork: &PxStork, ns: &str, pod: &str, want: &[(&str, i64)]) {
+pub(crate) async fn explained(stork: &PxStork, ns: &str, pod: &str, want: &[(&str, i64)]) {
     let want: Vec<(String, Option<i64>)> = want.iter().map(|(n, s)| (n.to_string(), Some(*s))).collect();
     wait_for(&format!("explain {ns}/{pod} keeping and scoring {want:?}"), WAIT, || async {
         let kept: Vec<(String, Option<i64>)> =
@@ -124,7 +127,7 @@ async fn explained(stork: &PxStork, ns: &str, pod: &str, want: &[(&str, i64)]) {
 }
 
 /// A one-replica Deployment `db` using both claims, left to the webhook to route to stork.
-async fn deployment(client: &Client, ns: &str) -> Api<Pod> {
+pub(crate) async fn deployment(client: &Client, ns: &str) -> Api<Pod> {
     let volumes: Vec<Value> =
         ["data-1", "data-2"].iter().map(|c| json!({"name": c, "persistentVolumeClaim": {"claimName": c}})).collect();
     create(
@@ -139,7 +142,7 @@ async fn deployment(client: &Client, ns: &str) -> Api<Pod> {
 }
 
 /// The running `db` pod: (name, uid, node, scheduler).
-async fn running_db(pods: &Api<Pod>) -> (String, String, String, String) {
+pub(crate) async fn running_db(pods: &Api<Pod>) -> (String, String, String, String) {
     wait_for("one db pod Running", WAIT, || async {
         let list = pods.list(&ListParams::default().labels("app=db")).await.map_err(|e| e.to_string())?;
         let live: Vec<&Pod> = list.items.iter().filter(|p| p.metadata.deletion_timestamp.is_none()).collect();
@@ -159,8 +162,9 @@ async fn running_db(pods: &Api<Pod>) -> (String, String, String, String) {
     .await
 }
 
-async fn cleanup(client: &Client, ns: &str, names: &[String]) {
-    let _ = Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).delete(ns, &DeleteParams::default()).await;
+pub(crate) async fn cleanup(client: &Client, ns: &str, names: &[String]) {
+    let _ =
+        Api::<k8s_openapi::api::core::v1::Namespace>::all(client.clone()).delete(ns, &DeleteParams::default()).await;
     delete_nodes(client, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
 }
 
@@ -207,6 +211,69 @@ async fn a_node_the_sdk_reports_offline_is_filtered_and_the_health_monitor_fails
     explained(&stork, &ns, &new_name, &[("pxo-n1", 100), ("pxo-n3", 100)]).await;
     assert!(stork.metrics().contains("stork_pods_rescheduled_total 1"), "{}", stork.metrics());
     assert_ne!(new_uid, uid);
+    drop(stork);
+    cleanup(&client, &ns, &names).await;
+}
+
+#[tokio::test]
+async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_sc_claim_restores_from_it() {
+    let (cluster, client) = shared().await;
+    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
+    let stork = PxStork::start(cluster, &server.endpoint, &[]);
+    let names = nodes(&client, &server, "pxn", 43).await;
+    let (ns, v1) = volumes(&client, &server, "pxn", false).await;
+
+    let snaps: Api<VolumeSnapshot> = Api::namespaced(client.clone(), &ns);
+    create(
+        &snaps,
+        json!({"apiVersion": "volumesnapshot.external-storage.k8s.io/v1", "kind": "VolumeSnapshot",
+               "metadata": {"name": "nightly"}, "spec": {"persistentVolumeClaimName": "data-1"}}),
+    )
+    .await;
+    let data_name = wait_for("snapshot nightly Ready", WAIT, || async {
+        let s = snaps.get("nightly").await.map_err(|e| e.to_string())?;
+        let ready = s.status.as_ref().is_some_and(|st| st.is_ready()) && !s.spec.snapshot_data_name.is_empty();
+        if ready { Ok(s.spec.snapshot_data_name) } else { Err(format!("{:?}", s.status)) }
+    })
+    .await;
+    let data = Api::<VolumeSnapshotData>::all(client.clone()).get(&data_name).await.unwrap();
+    let source = data.spec.driver_snapshot.expect("driverSnapshot");
+    assert_eq!((source.driver.as_str(), source.volume_id.as_str()), ("openstorage", v1.as_str()));
+    let in_sdk = server.snapshots_of(&v1).await.unwrap();
+    assert_eq!(in_sdk, [source.snapshot_id.clone()], "the SDK lists the snapshot under stork's id");
+
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    create(
+        &pvcs,
+        json!({"metadata": {"name": "restored", "annotations": {"snapshot.alpha.kubernetes.io/snapshot": "nightly"}},
+               "spec": {"storageClassName": "stork-snapshot-sc", "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    let pv_name = wait_for("the restored claim Bound", WAIT, || async {
+        let c = pvcs.get("restored").await.map_err(|e| e.to_string())?;
+        let phase = c.status.and_then(|s| s.phase).unwrap_or_default();
+        let pv = c.spec.and_then(|s| s.volume_name).unwrap_or_default();
+        if phase == "Bound" { Ok(pv) } else { Err(phase) }
+    })
+    .await;
+    let pv = Api::<PersistentVolume>::all(client.clone()).get(&pv_name).await.unwrap();
+    let csi = pv.spec.and_then(|s| s.csi).expect("a CSI PV");
+    assert_eq!(csi.driver, "pxd.portworx.com");
+    let (_, _, parent) = server.volume(&csi.volume_handle).await.unwrap();
+    let (snapshot_sdk_id, _, _) = server.volume(&source.snapshot_id).await.unwrap();
+    assert_eq!(parent, snapshot_sdk_id, "the restored volume is a clone of the SDK snapshot");
+    let pods = pod(&client, &ns, "reader", &["restored"]).await;
+    let node = scheduled_node(&pods, "reader").await;
+    assert!(["pxn-n1", "pxn-n2"].contains(&node.as_str()), "next to the restored replicas, on {node}");
+
+    snaps.delete("nightly", &DeleteParams::default()).await.unwrap();
+    wait_for("the SDK snapshot deleted with the VolumeSnapshot", WAIT, || async {
+        let left = server.snapshots_of(&v1).await.map_err(|e| e.to_string())?;
+        // The clone made for the restore has the snapshot as its parent, not V1.
+        if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
+    })
+    .await;
     drop(stork);
     cleanup(&client, &ns, &names).await;
 }

@@ -1,0 +1,115 @@
+//! The `openstorage` driver when the SDK fails: killed mid-run (nodes unknown, every node kept,
+//! no pod deleted, everything back once it returns) and with security on (a missing or expired
+//! token is one clear error naming the token file; a fresh token in the file is picked up).
+
+use std::time::Duration;
+
+use stork_e2e::{
+    osd::{OsdOptions, OsdServer},
+    shared, wait_for,
+};
+
+use super::openstorage::{PxStork, cleanup, deployment, explained, nodes, running_db, volumes};
+use stork_e2e::objects::WAIT;
+
+/// The value of the metric series starting with `series` (0 when absent).
+fn metric(text: &str, series: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers_when_it_returns() {
+    let (cluster, client) = shared().await;
+    let mut server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
+    let stork = PxStork::start(cluster, &server.endpoint, &[]);
+    let names = nodes(&client, &server, "pxk", 44).await;
+    // PVs name their volumes by name: the restarted SDK gives the same names new ids.
+    let (ns, _) = volumes(&client, &server, "pxk", true).await;
+    let pods = deployment(&client, &ns).await;
+    let (pod, uid, node, _) = running_db(&pods).await;
+    assert_eq!(node, "pxk-n2");
+    explained(&stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
+
+    server.kill();
+    wait_for("/readyz ready, saying the SDK is unreachable", WAIT, || async {
+        let r = stork.readyz();
+        if r.contains(" 200 ") && r.contains("is unreachable") { Ok(()) } else { Err(r) }
+    })
+    .await;
+    // Unknown is not down: every node stays a candidate, and the monitor deletes nothing over
+    // several of its intervals.
+    wait_for("every node kept while the SDK is down", WAIT, || async {
+        let kept: Vec<String> = stork.explain(&ns, &pod)?.into_iter().filter(|n| n.1).map(|n| n.0).collect();
+        if kept == names { Ok(()) } else { Err(format!("{kept:?}")) }
+    })
+    .await;
+    let holds_until = tokio::time::Instant::now() + Duration::from_secs(8);
+    while tokio::time::Instant::now() < holds_until {
+        assert_eq!(running_db(&pods).await.1, uid, "no pod deleted while the SDK is down");
+        tokio::time::sleep(Duration::from_millis(500)).await; // poll until the deadline
+    }
+    let m = stork.metrics();
+    assert_eq!(metric(&m, "stork_pods_rescheduled_total "), 0.0);
+    assert!(metric(&m, r#"stork_driver_api_errors_total{call="nodes",kind="unreachable"} "#) >= 1.0, "{m}");
+
+    server.restart().expect("osd-harness again");
+    let ips: Vec<String> = (1..=5).map(|i| format!("10.44.0.{i}")).collect();
+    server.set_nodes(&super::openstorage::sdk_nodes("pxk", &names, &ips)).unwrap();
+    server.create_volume("pxk-v1", &["px-pxk-1", "px-pxk-2"]).await.unwrap();
+    server.create_volume("pxk-v2", &["px-pxk-2", "px-pxk-3"]).await.unwrap();
+    explained(&stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
+    wait_for("/readyz without a warning", WAIT, || async {
+        let r = stork.readyz();
+        if r.contains(" 200 ") && !r.contains("warning") { Ok(()) } else { Err(r) }
+    })
+    .await;
+    assert_eq!(running_db(&pods).await.1, uid, "the pod survived the outage");
+    drop(stork);
+    cleanup(&client, &ns, &names).await;
+}
+
+#[tokio::test]
+async fn with_sdk_security_a_missing_or_expired_token_is_one_clear_error_and_a_fresh_one_is_picked_up() {
+    let (cluster, client) = shared().await;
+    let server = OsdServer::start(OsdOptions { jwt_secret: Some("e2e-shared-secret".into()) }).expect("osd-harness");
+    let names = nodes(&client, &server, "pxa", 45).await;
+
+    let stork = PxStork::start(cluster, &server.endpoint, &[]);
+    wait_for("/readyz saying a token is needed", WAIT, || async {
+        let r = stork.readyz();
+        if r.contains("refused stork's credentials") && r.contains("give one with --osd-token-file") {
+            Ok(())
+        } else {
+            Err(r)
+        }
+    })
+    .await;
+    drop(stork);
+
+    let token_file = server.dir().join("stork-token");
+    std::fs::write(&token_file, server.token("-1h").unwrap()).unwrap();
+    let flag = format!("--osd-token-file={}", token_file.display());
+    let stork = PxStork::start(cluster, &server.endpoint, &[&flag]);
+    let named = format!("refused stork's credentials (token from --osd-token-file {})", token_file.display());
+    let auth_errors = r#"stork_driver_api_errors_total{call="nodes",kind="auth"} "#;
+    wait_for("an expired token refused at least three times", WAIT, || async {
+        let (r, m) = (stork.readyz(), stork.metrics());
+        if r.contains(&named) && metric(&m, auth_errors) >= 3.0 { Ok(()) } else { Err(r) }
+    })
+    .await;
+    let log = std::fs::read_to_string(cluster.info.dir.join("stork.log")).unwrap_or_default();
+    let lines: Vec<&str> = log.lines().filter(|l| l.contains("OpenStorage SDK credentials refused")).collect();
+    assert_eq!(lines.len(), 1, "one error line, not one per retry: {lines:#?}");
+    assert!(lines[0].contains(&token_file.display().to_string()), "{}", lines[0]);
+
+    // A fresh token in the same file: read again without a restart.
+    std::fs::write(&token_file, server.token("1h").unwrap()).unwrap();
+    wait_for("/readyz without a warning and the nodes known", WAIT, || async {
+        let (r, m) = (stork.readyz(), stork.metrics());
+        let online = metric(&m, r#"stork_driver_nodes{status="Online"} "#);
+        if !r.contains("warning") && online == 3.0 { Ok(()) } else { Err(format!("{r} online={online}")) }
+    })
+    .await;
+    drop(stork);
+    cleanup(&client, "", &names).await;
+}
