@@ -240,7 +240,7 @@ async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_
     let source = data.spec.driver_snapshot.expect("driverSnapshot");
     assert_eq!((source.driver.as_str(), source.volume_id.as_str()), ("openstorage", v1.as_str()));
     let in_sdk = server.snapshots_of(&v1).await.unwrap();
-    assert_eq!(in_sdk, [source.snapshot_id.clone()], "the SDK lists the snapshot under stork's id");
+    assert_eq!(in_sdk, std::slice::from_ref(&source.snapshot_id), "the SDK lists the snapshot under stork's id");
 
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
     create(
