@@ -22,10 +22,12 @@ lint:
     cargo clippy --all-targets -- -D warnings
 
 # End-to-end suite on a real local control plane (builds the Go components once, then cached),
-# with the deploy suite (`deploy::`: the manifests as rendered, run as their ServiceAccounts).
+# with the deploy suite (`deploy::`: the manifests as rendered, run as their ServiceAccounts)
+# and the Portworx driver's suite against the real OpenStorage SDK server (`openstorage::`).
 # The image test runs in `just image`.
 e2e:
     integration/cluster/build.sh
+    integration/osd/build.sh
     cargo build --bin stork --bin kubectl-stork && cargo build -p stork-e2e --tests
     cargo test -p stork-e2e --lib --bins --test e2e -- --test-threads=1
 
