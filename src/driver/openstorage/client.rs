@@ -16,6 +16,10 @@ use super::proto::{
     open_storage_node_client::OpenStorageNodeClient, open_storage_volume_client::OpenStorageVolumeClient,
 };
 
+/// Largest SDK answer accepted (gRPC's default is 4 MiB, about 2,000 volumes). Every volume of
+/// a large cluster in one answer is tens of MiB; this bound only guards against a runaway one.
+const MAX_ANSWER: usize = 256 << 20;
+
 /// Errors talking to the SDK.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum OsdError {
@@ -176,9 +180,10 @@ impl SdkClient {
         OpenStorageNodeClient::new(self.channel.clone())
     }
 
-    /// The volume service (volumes and snapshots).
+    /// The volume service (volumes and snapshots). Answers may be large: the refresh reads
+    /// every volume in one call.
     pub fn volumes(&self) -> OpenStorageVolumeClient<Channel> {
-        OpenStorageVolumeClient::new(self.channel.clone())
+        OpenStorageVolumeClient::new(self.channel.clone()).max_decoding_message_size(MAX_ANSWER)
     }
 
     /// A failed call as an [`OsdError`].

@@ -16,8 +16,10 @@ use crate::driver::{NodeInventory, Volume};
 
 /// First wait after a failed read; doubled up to the poll interval.
 const BACKOFF_START: Duration = Duration::from_secs(1);
-/// Requests to read now that arrive together are served by one read.
-const COALESCE: Duration = Duration::from_millis(200);
+/// Reads asked for (a PV naming a volume not seen yet, a controller that made one) start no
+/// sooner than this after the previous read: many such asks, or one asked on every request for
+/// a volume the SDK does not have, cost at most one read per gap.
+const MIN_GAP: Duration = Duration::from_secs(1);
 
 impl OsdDriver {
     /// Keeps nodes and volumes current until `cancel`. `kube` finds the SDK through its Service
@@ -26,6 +28,7 @@ impl OsdDriver {
         let mut backoff = BACKOFF_START;
         let mut problem: Option<String> = None;
         loop {
+            let started = tokio::time::Instant::now();
             let wait = match self.refresh(kube.as_ref()).await {
                 Ok(()) => {
                     if problem.take().is_some() {
@@ -69,7 +72,7 @@ impl OsdDriver {
             if woken {
                 tokio::select! {
                     () = cancel.cancelled() => return,
-                    () = tokio::time::sleep(COALESCE) => {}
+                    () = tokio::time::sleep_until(started + MIN_GAP) => {}
                 }
             }
         }
@@ -111,8 +114,9 @@ impl OsdDriver {
         Ok(client)
     }
 
-    /// One read of nodes and volumes, swapped in whole.
-    async fn refresh(&self, kube: Option<&kube::Client>) -> Result<(), OsdError> {
+    /// One read of nodes and volumes, swapped in whole (what [`Self::run`] does each interval;
+    /// public for benchmarks and tools). Failures leave the last result in place.
+    pub async fn refresh(&self, kube: Option<&kube::Client>) -> Result<(), OsdError> {
         let sdk = self.connect(kube).await.map_err(|e| self.count("connect", e))?;
         let request = sdk.request(SdkNodeEnumerateWithFiltersRequest {}).map_err(|e| self.count("nodes", e))?;
         let listed = sdk

@@ -111,5 +111,5 @@ async fn with_sdk_security_a_missing_or_expired_token_is_one_clear_error_and_a_f
     })
     .await;
     drop(stork);
-    cleanup(&client, "", &names).await;
+    stork_e2e::delete_nodes(&client, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
 }
