@@ -19,8 +19,6 @@ mod manifests;
 mod monitor;
 #[path = "suite/openstorage.rs"]
 mod openstorage;
-#[path = "suite/openstorage_faults.rs"]
-mod openstorage_faults;
 #[path = "suite/placement_rules.rs"]
 mod placement_rules;
 #[path = "suite/rules.rs"]

@@ -26,6 +26,10 @@ use stork_e2e::{
     shared, wait_for,
 };
 
+// The SDK killed mid-run and SDK security (`openstorage::faults::`).
+#[path = "openstorage_faults.rs"]
+mod faults;
+
 const CLASS: &str = "px-sc";
 
 /// stork on the openstorage driver while alive; the mock driver again when dropped.

@@ -9,7 +9,7 @@ use stork_e2e::{
     shared, wait_for,
 };
 
-use super::openstorage::{PxStork, cleanup, deployment, explained, nodes, running_db, volumes};
+use super::{PxStork, cleanup, deployment, explained, nodes, running_db, volumes};
 use stork_e2e::objects::WAIT;
 
 /// The value of the metric series starting with `series` (0 when absent).
@@ -54,7 +54,7 @@ async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers
 
     server.restart().expect("osd-harness again");
     let ips: Vec<String> = (1..=5).map(|i| format!("10.44.0.{i}")).collect();
-    server.set_nodes(&super::openstorage::sdk_nodes("pxk", &names, &ips)).unwrap();
+    server.set_nodes(&super::sdk_nodes("pxk", &names, &ips)).unwrap();
     server.create_volume("pxk-v1", &["px-pxk-1", "px-pxk-2"]).await.unwrap();
     server.create_volume("pxk-v2", &["px-pxk-2", "px-pxk-3"]).await.unwrap();
     explained(&stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
