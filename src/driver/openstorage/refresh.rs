@@ -126,6 +126,12 @@ impl OsdDriver {
             .map_err(|s| self.count("nodes", sdk.error("OpenStorageNode/EnumerateWithFilters", &s)))?
             .into_inner()
             .nodes;
+        if listed.is_empty() {
+            // Every storage cluster has the node that answers: an empty list is a fault (or the
+            // wrong endpoint), and taken at its word it would make every node a non-driver node.
+            let message = "the SDK listed no nodes".to_string();
+            return Err(self.count("nodes", OsdError::Failed { call: "OpenStorageNode/EnumerateWithFilters", message }));
+        }
         let request =
             sdk.request(SdkVolumeInspectWithFiltersRequest::default()).map_err(|e| self.count("volumes", e))?;
         let found = sdk
