@@ -227,6 +227,19 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_unreadable_ca_file_is_named() {
+        let err =
+            SdkClient::new("https://px:9020", Some(Path::new("/nonexistent/ca.pem")), None, Duration::from_secs(1))
+                .unwrap_err()
+                .to_string();
+        assert!(err.starts_with("--osd-ca /nonexistent/ca.pem:"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, rcgen::generate_simple_self_signed(vec!["px".into()]).unwrap().cert.pem()).unwrap();
+        assert!(SdkClient::new("https://px:9020", Some(&ca), None, Duration::from_secs(1)).is_ok());
+    }
+
+    #[tokio::test]
     async fn a_rejected_token_names_its_file_and_a_missing_one_says_to_give_one() {
         let with = SdkClient::new("http://127.0.0.1:1", None, Some(Path::new("/etc/px/token")), Duration::from_secs(1))
             .unwrap();
