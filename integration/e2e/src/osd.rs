@@ -11,6 +11,10 @@ use std::{
     net::TcpStream,
     path::{Path, PathBuf},
     process::Command,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -200,7 +204,7 @@ impl OsdServer {
     }
 
     /// An SDK client as stork builds it (a token file when auth is on).
-    async fn client(&self) -> Result<SdkClient> {
+    pub async fn client(&self) -> Result<SdkClient> {
         let token_file = match &self.opts.jwt_secret {
             Some(_) => {
                 let path = self.dir.join("admin-token");
@@ -215,20 +219,36 @@ impl OsdServer {
     /// Creates volume `name` with replicas on `replicas` (storage ids) through the SDK; returns
     /// its id.
     pub async fn create_volume(&self, name: &str, replicas: &[&str]) -> Result<String> {
-        let sdk = self.client().await?;
-        let spec = VolumeSpec {
-            size: 1 << 30,
-            ha_level: replicas.len() as i64,
-            replica_set: Some(ReplicaSet {
-                nodes: replicas.iter().map(|r| r.to_string()).collect(),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
-        let request =
-            sdk.request(SdkVolumeCreateRequest { name: name.into(), spec: Some(spec), ..Default::default() })?;
-        let created = sdk.volumes().create(request).await.map_err(|s| anyhow::anyhow!("Create {name}: {s}"))?;
-        Ok(created.into_inner().volume_id)
+        let replicas: Vec<String> = replicas.iter().map(|r| r.to_string()).collect();
+        create_with(&self.client().await?, name, &replicas).await
+    }
+
+    /// Creates many volumes, `(name, replica storage ids)` each, through one SDK client with
+    /// `in_flight` calls at a time; returns their ids in the same order. (The fake backend
+    /// reads every stored volume on each create, so a create costs time linear in the volumes
+    /// already there.)
+    pub async fn create_volumes(&self, volumes: Vec<(String, Vec<String>)>, in_flight: usize) -> Result<Vec<String>> {
+        let sdk = Arc::new(self.client().await?);
+        let (volumes, next) = (Arc::new(volumes), Arc::new(AtomicUsize::new(0)));
+        let mut workers = tokio::task::JoinSet::new();
+        for _ in 0..in_flight.clamp(1, volumes.len().max(1)) {
+            let (sdk, volumes, next) = (sdk.clone(), volumes.clone(), next.clone());
+            workers.spawn(async move {
+                let mut made = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some((name, replicas)) = volumes.get(i) else { return Ok::<_, anyhow::Error>(made) };
+                    made.push((i, create_with(&sdk, name, replicas).await?));
+                }
+            });
+        }
+        let mut ids = vec![String::new(); volumes.len()];
+        while let Some(done) = workers.join_next().await {
+            for (i, id) in done?? {
+                ids[i] = id;
+            }
+        }
+        Ok(ids)
     }
 
     /// Names of the SDK snapshots of volume `id`.
@@ -273,6 +293,19 @@ impl OsdServer {
     pub fn dir(&self) -> &Path {
         &self.dir
     }
+}
+
+/// One `OpenStorageVolume/Create` of a 1 GiB volume with its replicas on `replicas`.
+async fn create_with(sdk: &SdkClient, name: &str, replicas: &[String]) -> Result<String> {
+    let spec = VolumeSpec {
+        size: 1 << 30,
+        ha_level: replicas.len() as i64,
+        replica_set: Some(ReplicaSet { nodes: replicas.to_vec(), ..Default::default() }),
+        ..Default::default()
+    };
+    let request = sdk.request(SdkVolumeCreateRequest { name: name.into(), spec: Some(spec), ..Default::default() })?;
+    let created = sdk.volumes().create(request).await.map_err(|s| anyhow::anyhow!("Create {name}: {s}"))?;
+    Ok(created.into_inner().volume_id)
 }
 
 impl Drop for OsdServer {
