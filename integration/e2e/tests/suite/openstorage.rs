@@ -172,36 +172,61 @@ pub(crate) async fn cleanup(client: &Client, ns: &str, names: &[String]) {
     delete_nodes(client, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
 }
 
+/// One test's world: the real SDK server, stork on it, five nodes (the SDK knows three) and
+/// the two claims of [`volumes`] in a new namespace.
+pub(crate) struct PxWorld {
+    pub(crate) client: Client,
+    pub(crate) server: OsdServer,
+    pub(crate) stork: PxStork,
+    pub(crate) names: Vec<String>,
+    pub(crate) ns: String,
+    /// V1's SDK id.
+    pub(crate) v1: String,
+}
+
+impl PxWorld {
+    /// Builds it for prefix `p` (node IPs `10.<ip>.0.*`); `by_name` as in [`volumes`].
+    pub(crate) async fn new(p: &str, ip: u8, by_name: bool) -> Self {
+        let (cluster, client) = shared().await;
+        let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
+        let stork = PxStork::start(cluster, &server.endpoint, &[]);
+        let names = nodes(&client, &server, p, ip).await;
+        let (ns, v1) = volumes(&client, &server, p, by_name).await;
+        Self { client, server, stork, names, ns, v1 }
+    }
+
+    /// Puts stork back on the mock driver and removes the namespace and nodes.
+    pub(crate) async fn finish(self) {
+        let Self { client, server, stork, names, ns, .. } = self;
+        drop(stork);
+        drop(server);
+        cleanup(&client, &ns, &names).await;
+    }
+}
+
 #[tokio::test]
 async fn the_seed_scenario_through_the_sdk_scores_n2_highest_and_the_scheduler_places_the_pod_there() {
-    let (cluster, client) = shared().await;
-    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
-    let stork = PxStork::start(cluster, &server.endpoint, &[]);
-    let names = nodes(&client, &server, "pxs", 41).await;
-    let (ns, _) = volumes(&client, &server, "pxs", false).await;
+    let w = PxWorld::new("pxs", 41, false).await;
+    let (client, server, stork, ns) = (&w.client, &w.server, &w.stork, w.ns.as_str());
 
-    let pods = pod(&client, &ns, "p1", &["data-1", "data-2"]).await;
+    let pods = pod(client, ns, "p1", &["data-1", "data-2"]).await;
     assert_eq!(scheduled_node(&pods, "p1").await, "pxs-n2", "V1 on n1+n2 and V2 on n2+n3 put P1 on n2");
     // Filter keeps the three driver nodes; prioritize gives 100 per local replica.
-    explained(&stork, &ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 200), ("pxs-n3", 100)]).await;
+    explained(stork, ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 200), ("pxs-n3", 100)]).await;
 
     // Storage down on n2: still a candidate, at Stork's StorageDown score (25 per replica).
     server.set_status("px-pxs-2", "STATUS_STORAGE_DOWN").unwrap();
-    explained(&stork, &ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 50), ("pxs-n3", 100)]).await;
-    let pods = pod(&client, &ns, "p2", &["data-1", "data-2"]).await;
+    explained(stork, ns, "p1", &[("pxs-n1", 100), ("pxs-n2", 50), ("pxs-n3", 100)]).await;
+    let pods = pod(client, ns, "p2", &["data-1", "data-2"]).await;
     assert_ne!(scheduled_node(&pods, "p2").await, "pxs-n2", "a node with its storage down is not preferred");
-    drop(stork);
-    cleanup(&client, &ns, &names).await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn a_node_the_sdk_reports_offline_is_filtered_and_the_health_monitor_fails_its_pod_over() {
-    let (cluster, client) = shared().await;
-    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
-    let stork = PxStork::start(cluster, &server.endpoint, &[]);
-    let names = nodes(&client, &server, "pxo", 42).await;
-    let (ns, _) = volumes(&client, &server, "pxo", false).await;
-    let pods = deployment(&client, &ns).await;
+    let w = PxWorld::new("pxo", 42, false).await;
+    let (client, server, stork, ns) = (&w.client, &w.server, &w.stork, w.ns.as_str());
+    let pods = deployment(client, ns).await;
     let (name, uid, node, scheduler) = running_db(&pods).await;
     assert_eq!((node.as_str(), scheduler.as_str()), ("pxo-n2", "stork"), "the webhook routed the pod to stork");
 
@@ -212,22 +237,19 @@ async fn a_node_the_sdk_reports_offline_is_filtered_and_the_health_monitor_fails
     })
     .await;
     assert!(["pxo-n1", "pxo-n3"].contains(&new_node.as_str()), "{new_name} went to {new_node}");
-    explained(&stork, &ns, &new_name, &[("pxo-n1", 100), ("pxo-n3", 100)]).await;
+    explained(stork, ns, &new_name, &[("pxo-n1", 100), ("pxo-n3", 100)]).await;
     assert!(stork.metrics().contains("stork_pods_rescheduled_total 1"), "{}", stork.metrics());
     assert_ne!(new_uid, uid);
-    drop(stork);
-    cleanup(&client, &ns, &names).await;
+    w.finish().await;
 }
 
 #[tokio::test]
 async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_sc_claim_restores_from_it() {
-    let (cluster, client) = shared().await;
-    let server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
-    let stork = PxStork::start(cluster, &server.endpoint, &[]);
-    let names = nodes(&client, &server, "pxn", 43).await;
-    let (ns, v1) = volumes(&client, &server, "pxn", false).await;
+    let w = PxWorld::new("pxn", 43, false).await;
+    let (client, server, ns) = (&w.client, &w.server, w.ns.as_str());
+    let v1 = w.v1.clone();
 
-    let snaps: Api<VolumeSnapshot> = Api::namespaced(client.clone(), &ns);
+    let snaps: Api<VolumeSnapshot> = Api::namespaced(client.clone(), ns);
     create(
         &snaps,
         json!({"apiVersion": "volumesnapshot.external-storage.k8s.io/v1", "kind": "VolumeSnapshot",
@@ -246,7 +268,7 @@ async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_
     let in_sdk = server.snapshots_of(&v1).await.unwrap();
     assert_eq!(in_sdk, std::slice::from_ref(&source.snapshot_id), "the SDK lists the snapshot under stork's id");
 
-    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), &ns);
+    let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), ns);
     create(
         &pvcs,
         json!({"metadata": {"name": "restored", "annotations": {"snapshot.alpha.kubernetes.io/snapshot": "nightly"}},
@@ -267,7 +289,7 @@ async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_
     let (_, _, parent) = server.volume(&csi.volume_handle).await.unwrap();
     let (snapshot_sdk_id, _, _) = server.volume(&source.snapshot_id).await.unwrap();
     assert_eq!(parent, snapshot_sdk_id, "the restored volume is a clone of the SDK snapshot");
-    let pods = pod(&client, &ns, "reader", &["restored"]).await;
+    let pods = pod(client, ns, "reader", &["restored"]).await;
     let node = scheduled_node(&pods, "reader").await;
     assert!(["pxn-n1", "pxn-n2"].contains(&node.as_str()), "next to the restored replicas, on {node}");
 
@@ -278,6 +300,5 @@ async fn a_snapshot_of_a_portworx_claim_is_an_sdk_snapshot_and_a_stork_snapshot_
         if left.is_empty() { Ok(()) } else { Err(format!("{left:?}")) }
     })
     .await;
-    drop(stork);
-    cleanup(&client, &ns, &names).await;
+    w.finish().await;
 }

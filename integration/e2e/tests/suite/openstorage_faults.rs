@@ -9,7 +9,7 @@ use stork_e2e::{
     shared, wait_for,
 };
 
-use super::{PxStork, cleanup, deployment, explained, nodes, running_db, volumes};
+use super::{PxStork, PxWorld, deployment, explained, nodes, running_db};
 use stork_e2e::objects::WAIT;
 
 /// The value of the metric series starting with `series` (0 when absent).
@@ -19,20 +19,17 @@ fn metric(text: &str, series: &str) -> f64 {
 
 #[tokio::test]
 async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers_when_it_returns() {
-    let (cluster, client) = shared().await;
-    let mut server = OsdServer::start(OsdOptions::default()).expect("osd-harness");
-    let stork = PxStork::start(cluster, &server.endpoint, &[]);
-    let names = nodes(&client, &server, "pxk", 44).await;
     // PVs name their volumes by name: the restarted SDK gives the same names new ids.
-    let (ns, _) = volumes(&client, &server, "pxk", true).await;
+    let mut w = PxWorld::new("pxk", 44, true).await;
+    let (client, ns, names) = (w.client.clone(), w.ns.clone(), w.names.clone());
     let pods = deployment(&client, &ns).await;
     let (pod, uid, node, _) = running_db(&pods).await;
     assert_eq!(node, "pxk-n2");
-    explained(&stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
+    explained(&w.stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
 
-    server.kill();
+    w.server.kill();
     wait_for("/readyz ready, saying the SDK is unreachable", WAIT, || async {
-        let r = stork.readyz();
+        let r = w.stork.readyz();
         if r.contains(" 200 ") && r.contains("is unreachable") { Ok(()) } else { Err(r) }
     })
     .await;
@@ -40,7 +37,7 @@ async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers
     // several of its intervals.
     wait_for("every node kept while the SDK is down", WAIT, || async {
         // Other tests' nodes may be in the shared cluster too: these five are the ones to check.
-        let kept: Vec<String> = stork.explain(&ns, &pod)?.into_iter().filter(|n| n.1).map(|n| n.0).collect();
+        let kept: Vec<String> = w.stork.explain(&ns, &pod)?.into_iter().filter(|n| n.1).map(|n| n.0).collect();
         if names.iter().all(|n| kept.contains(n)) { Ok(()) } else { Err(format!("{kept:?}")) }
     })
     .await;
@@ -49,24 +46,23 @@ async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers
         assert_eq!(running_db(&pods).await.1, uid, "no pod deleted while the SDK is down");
         tokio::time::sleep(Duration::from_millis(500)).await; // poll until the deadline
     }
-    let m = stork.metrics();
+    let m = w.stork.metrics();
     assert_eq!(metric(&m, "stork_pods_rescheduled_total "), 0.0);
     assert!(metric(&m, r#"stork_driver_api_errors_total{call="nodes",kind="unreachable"} "#) >= 1.0, "{m}");
 
-    server.restart().expect("osd-harness again");
+    w.server.restart().expect("osd-harness again");
     let ips: Vec<String> = (1..=5).map(|i| format!("10.44.0.{i}")).collect();
-    server.set_nodes(&super::sdk_nodes("pxk", &names, &ips)).unwrap();
-    server.create_volume("pxk-v1", &["px-pxk-1", "px-pxk-2"]).await.unwrap();
-    server.create_volume("pxk-v2", &["px-pxk-2", "px-pxk-3"]).await.unwrap();
-    explained(&stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
+    w.server.set_nodes(&super::sdk_nodes("pxk", &names, &ips)).unwrap();
+    w.server.create_volume("pxk-v1", &["px-pxk-1", "px-pxk-2"]).await.unwrap();
+    w.server.create_volume("pxk-v2", &["px-pxk-2", "px-pxk-3"]).await.unwrap();
+    explained(&w.stork, &ns, &pod, &[("pxk-n1", 100), ("pxk-n2", 200), ("pxk-n3", 100)]).await;
     wait_for("/readyz without a warning", WAIT, || async {
-        let r = stork.readyz();
+        let r = w.stork.readyz();
         if r.contains(" 200 ") && !r.contains("warning") { Ok(()) } else { Err(r) }
     })
     .await;
     assert_eq!(running_db(&pods).await.1, uid, "the pod survived the outage");
-    drop(stork);
-    cleanup(&client, &ns, &names).await;
+    w.finish().await;
 }
 
 #[tokio::test]
