@@ -7,6 +7,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -33,6 +34,8 @@ type options struct {
 	jwtSecret      string
 	jwtIssuer      string
 	nodesFile      string
+	tlsCert        string
+	tlsKey         string
 	disableGuest   bool
 	exitWithParent bool
 }
@@ -49,6 +52,8 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.jwtSecret, "jwt-shared-secret", "", "turn SDK auth on with an HS256 shared-secret authenticator")
 	fs.StringVar(&o.jwtIssuer, "jwt-issuer", "stork-e2e", "issuer (iss) the shared-secret authenticator is registered for")
 	fs.StringVar(&o.nodesFile, "nodes", "", "initial node list (JSON, same shape as PUT /nodes)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "PEM certificate (chain) for TLS on the SDK gRPC port and the REST gateway (needs --tls-key)")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "PEM private key for --tls-cert")
 	fs.BoolVar(&o.disableGuest, "disable-guest-access", false,
 		"with auth on, make the system.guest role deny everything, so calls without a token fail")
 	fs.BoolVar(&o.exitWithParent, "exit-with-parent", false,
@@ -70,6 +75,8 @@ func parseFlags(args []string) (*options, error) {
 		return nil, errors.New("--cluster-id must not be empty")
 	case o.disableGuest && o.jwtSecret == "":
 		return nil, errors.New("--disable-guest-access needs --jwt-shared-secret")
+	case (o.tlsCert == "") != (o.tlsKey == ""):
+		return nil, errors.New("--tls-cert and --tls-key go together")
 	}
 	return o, nil
 }
@@ -115,6 +122,14 @@ func run(o *options) error {
 	if o.nodesFile != "" {
 		if err := loadNodes(nodes, o.nodesFile); err != nil {
 			return err
+		}
+	}
+
+	// The SDK loads the key pair only in Start (and the gateway again in a goroutine that
+	// exits the process on error), so check it here, before anything starts.
+	if o.tlsCert != "" {
+		if _, err := tls.LoadX509KeyPair(o.tlsCert, o.tlsKey); err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %v", err)
 		}
 	}
 

@@ -152,6 +152,7 @@ func startOSD(o *options, stateDir string, nodes *nodeStore) (*osdServer, error)
 		Security: &sdk.SecurityConfig{
 			Role:           rm,
 			Authenticators: authenticators,
+			Tls:            tlsConfig(o),
 		},
 	})
 	if err != nil {
@@ -193,6 +194,17 @@ func (s *osdServer) stop(timeout time.Duration) {
 		f.Close()
 	}
 	os.Remove(s.socket)
+}
+
+// tlsConfig is the SDK's own TLS setting, as cmd/osd's --tls-cert-file/--tls-key-file
+// make it. The SDK then serves TLS on the TCP gRPC port (credentials.NewServerTLSFromFile,
+// which advertises ALPN "h2") and HTTPS on the REST gateway with the same key pair. The unix
+// socket stays plaintext, and the gateway keeps dialing it without TLS.
+func tlsConfig(o *options) *sdk.TLSConfig {
+	if o.tlsCert == "" {
+		return nil
+	}
+	return &sdk.TLSConfig{CertFile: o.tlsCert, KeyFile: o.tlsKey}
 }
 
 func openAppend(path string) (*os.File, error) {

@@ -6,6 +6,9 @@
 #   auth          --jwt-shared-secret: tokens from GET /token, expired/bad/untrusted tokens,
 #                 guest (no token) access as upstream allows it, then everything above
 #   auth-noguest  --jwt-shared-secret --disable-guest-access: no token is rejected
+#   tls           --tls-cert/--tls-key (CA + server cert for 127.0.0.1 and localhost, made
+#                 with openssl): TLS trusting the CA works, plaintext / untrusted / wrong
+#                 name fail, ALPN h2, the REST gateway over HTTPS, then nodes and volumes
 # Each run checks the ready line and a clean exit on SIGTERM. The command lines are the
 # reference for the Rust e2e harness (see README.md).
 #
@@ -97,5 +100,29 @@ stop_harness auth
 start_harness auth-noguest --jwt-shared-secret "$secret" --disable-guest-access
 "$run/osd-smoke" --sdk "$SDK" --control "$CONTROL" --mode auth-noguest
 stop_harness auth-noguest
+
+# make_certs <dir>: a CA and a server certificate signed by it (EC P-256, X.509 v3, SAN
+# IP:127.0.0.1 + DNS:localhost, serverAuth), as rustls/webpki and Go both accept them.
+make_certs() {
+  local d="$1"
+  mkdir -p "$d"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj "/CN=osd-harness smoke CA" -keyout "$d/ca.key" -out "$d/ca.pem" \
+    -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes \
+    -subj "/CN=localhost" -keyout "$d/server.key" -out "$d/server.csr" 2>/dev/null
+  printf '%s\n' 'basicConstraints=critical,CA:FALSE' 'keyUsage=critical,digitalSignature' \
+    'extendedKeyUsage=serverAuth' 'subjectAltName=IP:127.0.0.1,DNS:localhost' >"$d/server.ext"
+  openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" -CAcreateserial \
+    -days 2 -extfile "$d/server.ext" -out "$d/server.pem" 2>/dev/null
+  [[ ${#as_user[@]} == 0 ]] || chown -R nobody:nogroup "$d"
+}
+
+command -v openssl >/dev/null || { echo "[smoke] openssl is needed for the tls run" >&2; exit 1; }
+make_certs "$run/certs"
+gateway_port="$("$run/osd-smoke" --free-port)"
+start_harness tls --tls-cert "$run/certs/server.pem" --tls-key "$run/certs/server.key" --gateway-port "$gateway_port"
+"$run/osd-smoke" --sdk "$SDK" --control "$CONTROL" --mode tls --ca "$run/certs/ca.pem" --gateway "127.0.0.1:$gateway_port"
+stop_harness tls
 
 echo "[smoke] all runs passed"

@@ -6,7 +6,7 @@ use clap::Args;
 
 use super::parse_duration;
 use crate::driver::openstorage::{
-    OsdConfig,
+    Credentials, OsdConfig,
     config::{DEFAULT_PORT_NAME, DEFAULT_SERVICE},
 };
 
@@ -28,8 +28,16 @@ pub struct OsdArgs {
     pub osd_ca: Option<PathBuf>,
     /// File holding the bearer token for a cluster with security enabled; re-read when it
     /// changes (tokens are short-lived).
-    #[arg(long, env = "STORK_OSD_TOKEN_FILE")]
+    #[arg(long, env = "STORK_OSD_TOKEN_FILE", conflicts_with = "osd_shared_secret_file")]
     pub osd_token_file: Option<PathBuf>,
+    /// Instead of a token file: the cluster's shared secret (Portworx: `apps-secret` of the
+    /// `px-system-secrets` Secret, Stork's `PX_SHARED_SECRET`), with which stork signs its own
+    /// tokens as Stork does; re-read when it changes.
+    #[arg(long, env = "STORK_OSD_SHARED_SECRET_FILE")]
+    pub osd_shared_secret_file: Option<PathBuf>,
+    /// Issuer of the tokens stork signs (Stork's `PX_JWT_ISSUER`).
+    #[arg(long, env = "STORK_OSD_JWT_ISSUER", default_value = crate::driver::openstorage::token::DEFAULT_ISSUER)]
+    pub osd_jwt_issuer: String,
     /// How often nodes and volumes are read from the SDK (controllers and new volumes also
     /// trigger a read).
     #[arg(long, env = "STORK_OSD_POLL_INTERVAL", default_value = "10s", value_parser = parse_duration)]
@@ -55,7 +63,13 @@ impl OsdArgs {
             self.osd_ca.clone(),
         )
         .map_err(|e| e.to_string())?;
-        config.token_file.clone_from(&self.osd_token_file);
+        config.credentials = match (&self.osd_token_file, &self.osd_shared_secret_file) {
+            (Some(path), _) => Some(Credentials::TokenFile(path.clone())),
+            (None, Some(file)) => {
+                Some(Credentials::SharedSecret { file: file.clone(), issuer: self.osd_jwt_issuer.clone() })
+            }
+            (None, None) => None,
+        };
         config.poll_interval = self.osd_poll_interval;
         config.call_timeout = self.osd_timeout;
         config.rack_label = rack_label.to_string();

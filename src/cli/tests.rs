@@ -127,5 +127,15 @@ fn flag_combinations_that_cannot_work_fail_before_anything_starts_with_the_flags
             port: "px-sdk".into(),
         }
     );
-    assert_eq!(osd.token_file.as_deref(), Some(std::path::Path::new("/t")));
+    assert_eq!(osd.credentials, Some(crate::driver::openstorage::Credentials::TokenFile("/t".into())));
+    let Ok(DriverSetup::OpenStorage(osd)) = check(&["--driver", "portworx", "--osd-shared-secret-file", "/s"]) else {
+        panic!("a shared secret instead of a token")
+    };
+    assert_eq!(
+        osd.credentials,
+        Some(crate::driver::openstorage::Credentials::SharedSecret {
+            file: "/s".into(),
+            issuer: "stork.openstorage.io".into()
+        })
+    );
 }

@@ -50,8 +50,11 @@ impl OsdNode {
 /// How to start the server.
 #[derive(Debug, Clone, Default)]
 pub struct OsdOptions {
-    /// Turns SDK auth on with this HS256 shared secret; calls without a token are refused.
+    /// Turns SDK auth on with this HS256 shared secret (issuer `stork-e2e`); calls without a
+    /// token are refused.
     pub jwt_secret: Option<String>,
+    /// Serve the SDK over TLS, with a certificate for 127.0.0.1 signed by [`OsdServer::ca`].
+    pub tls: bool,
 }
 
 /// A running `osd-harness`.
@@ -85,9 +88,14 @@ impl OsdServer {
     pub fn start(opts: OsdOptions) -> Result<Self> {
         let dir = std::env::temp_dir().join(format!("stork-osd-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir)?;
+        if opts.tls {
+            // The harness's CA and its serving pair for 127.0.0.1 (`ca.crt`, `stork.{crt,key}`).
+            crate::certs::write_all(&dir)?;
+        }
+        let scheme = if opts.tls { "https" } else { "http" };
         let mut server =
             Self { endpoint: String::new(), sdk_port: free_port(), control_port: free_port(), dir, opts, proc: None };
-        server.endpoint = format!("http://127.0.0.1:{}", server.sdk_port);
+        server.endpoint = format!("{scheme}://127.0.0.1:{}", server.sdk_port);
         server.spawn()?;
         Ok(server)
     }
@@ -123,6 +131,9 @@ impl OsdServer {
         cmd.arg("--state-dir").arg(&self.dir).arg("--exit-with-parent");
         if let Some(secret) = &self.opts.jwt_secret {
             cmd.args(["--jwt-shared-secret", secret, "--disable-guest-access"]);
+        }
+        if self.opts.tls {
+            cmd.arg("--tls-cert").arg(self.dir.join("stork.crt")).arg("--tls-key").arg(self.dir.join("stork.key"));
         }
         let log_dir = std::env::temp_dir();
         let mut proc = Proc::spawn(&format!("osd-harness-{}", self.sdk_port), cmd, &log_dir)?;
@@ -213,7 +224,9 @@ impl OsdServer {
             }
             None => None,
         };
-        Ok(SdkClient::new(&self.endpoint, None, token_file.as_deref(), Duration::from_secs(10))?)
+        let ca = self.opts.tls.then(|| self.ca());
+        let token = token_file.map(stork::driver::openstorage::Credentials::TokenFile);
+        Ok(SdkClient::new(&self.endpoint, ca.as_deref(), token, Duration::from_secs(10))?)
     }
 
     /// Creates volume `name` with replicas on `replicas` (storage ids) through the SDK; returns
@@ -287,6 +300,11 @@ impl OsdServer {
             .context("Inspect without a volume")?;
         let name = v.locator.map(|l| l.name).unwrap_or_default();
         Ok((v.id, name, v.source.map(|s| s.parent).unwrap_or_default()))
+    }
+
+    /// The CA that signed the SDK's certificate (with [`OsdOptions::tls`]).
+    pub fn ca(&self) -> PathBuf {
+        self.dir.join("ca.crt")
     }
 
     /// The state directory (token files for stork go here).

@@ -4,6 +4,8 @@
 // snapshot/clone/restore). Run by ../smoke.sh; not part of the harness binary.
 //
 //	osd-smoke --sdk 127.0.0.1:P --control http://127.0.0.1:Q --mode plain|auth|auth-noguest
+//	osd-smoke --sdk 127.0.0.1:P --control http://127.0.0.1:Q --mode tls --ca ca.pem [--gateway 127.0.0.1:G]
+//	osd-smoke --free-port   (prints a TCP port free on 127.0.0.1, for --gateway-port)
 package main
 
 import (
@@ -19,6 +21,7 @@ import (
 
 	"github.com/libopenstorage/openstorage/api"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 )
@@ -99,10 +102,21 @@ const threeNodes = `[
 func main() {
 	sdkAddr := flag.String("sdk", "", "SDK gRPC address")
 	control := flag.String("control", "", "control endpoint base URL")
-	mode := flag.String("mode", "plain", "plain (no auth) | auth | auth-noguest")
+	mode := flag.String("mode", "plain", "plain (no auth) | auth | auth-noguest | tls")
+	caFile := flag.String("ca", "", "with --mode tls: PEM CA that signed the harness's --tls-cert")
+	gateway := flag.String("gateway", "", "with --mode tls: REST gateway host:port (optional)")
+	freePort := flag.Bool("free-port", false, "print a TCP port free on 127.0.0.1 and exit")
 	flag.Parse()
+	if *freePort {
+		printFreePort()
+		return
+	}
 
-	conn, err := grpc.Dial(*sdkAddr, grpc.WithInsecure(), grpc.WithBlock(), grpc.WithTimeout(10*time.Second))
+	security := grpc.WithInsecure()
+	if *mode == "tls" {
+		security = grpc.WithTransportCredentials(credentials.NewClientTLSFromCert(mustCAPool(*caFile), ""))
+	}
+	conn, err := grpc.Dial(*sdkAddr, security, grpc.WithBlock(), grpc.WithTimeout(10*time.Second))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "dial:", err)
 		os.Exit(1)
@@ -131,6 +145,10 @@ func main() {
 		volumeChecks(c.withToken(c.mustToken("ttl=10m")))
 	case "auth-noguest":
 		authChecks(c, false)
+	case "tls":
+		tlsChecks(*sdkAddr, *caFile, *gateway)
+		nodeChecks(c)
+		volumeChecks(c)
 	default:
 		fmt.Fprintln(os.Stderr, "unknown --mode", *mode)
 		os.Exit(2)

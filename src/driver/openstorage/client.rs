@@ -1,19 +1,16 @@
-//! The gRPC connection to the SDK: a lazily (re)connecting channel, the bearer token re-read
-//! from its file when the file changes, per-call deadlines, and gRPC statuses as [`OsdError`]s.
+//! The gRPC connection to the SDK: a lazily (re)connecting channel, the bearer token
+//! ([`super::token`]), per-call deadlines, and gRPC statuses as [`OsdError`]s.
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Mutex,
-    time::{Duration, SystemTime},
-};
+use std::{path::Path, time::Duration};
 
 use tonic::{
     Code, Request,
     transport::{Certificate, Channel, ClientTlsConfig, Endpoint},
 };
 
-use super::proto::{
-    open_storage_node_client::OpenStorageNodeClient, open_storage_volume_client::OpenStorageVolumeClient,
+use super::{
+    proto::{open_storage_node_client::OpenStorageNodeClient, open_storage_volume_client::OpenStorageVolumeClient},
+    token::{Credentials, TokenSource},
 };
 
 /// Largest SDK answer accepted (gRPC's default is 4 MiB, about 2,000 volumes). Every volume of
@@ -32,20 +29,20 @@ pub enum OsdError {
         message: String,
     },
     /// The SDK refused stork's credentials.
-    #[error("OpenStorage SDK at {endpoint} refused stork's credentials ({}): {message}", token_hint(.token_file.as_deref()))]
+    #[error("OpenStorage SDK at {endpoint} refused stork's credentials ({}): {message}", token_hint(.credentials.as_ref()))]
     AuthRejected {
         /// The URL.
         endpoint: String,
-        /// `--osd-token-file`, if any.
-        token_file: Option<PathBuf>,
+        /// Where the token came from, if stork sent one.
+        credentials: Option<Credentials>,
         /// The SDK's message.
         message: String,
     },
-    /// The token file cannot be read or is empty.
-    #[error("cannot read the OpenStorage SDK token from --osd-token-file {}: {message}", path.display())]
+    /// The token (or the secret to sign one) cannot be read.
+    #[error("cannot read {what}: {message}")]
     Token {
-        /// The file.
-        path: PathBuf,
+        /// What, and from which file.
+        what: String,
         /// Why.
         message: String,
     },
@@ -68,10 +65,13 @@ pub enum OsdError {
     },
 }
 
-fn token_hint(token_file: Option<&Path>) -> String {
-    match token_file {
-        Some(path) => format!("token from --osd-token-file {}", path.display()),
-        None => "no token: the cluster has security enabled; give one with --osd-token-file".to_string(),
+fn token_hint(credentials: Option<&Credentials>) -> String {
+    match credentials {
+        Some(c) => c.describe(),
+        None => {
+            "no token: the cluster has security enabled; give one with --osd-token-file or --osd-shared-secret-file"
+                .to_string()
+        }
     }
 }
 
@@ -89,54 +89,24 @@ impl OsdError {
     }
 }
 
-/// The bearer token, read from its file again whenever the file's modification time or length
-/// changes (Portworx issues short-lived tokens; a mounted Secret is replaced by a symlink swap).
-#[derive(Debug)]
-pub struct TokenFile {
-    path: PathBuf,
-    cached: Mutex<Option<(SystemTime, u64, String)>>,
-}
-
-impl TokenFile {
-    /// Reads `path` on first use.
-    pub fn new(path: PathBuf) -> Self {
-        Self { path, cached: Mutex::new(None) }
-    }
-
-    /// The current token.
-    pub fn current(&self) -> Result<String, OsdError> {
-        let err = |message: String| OsdError::Token { path: self.path.clone(), message };
-        let meta = std::fs::metadata(&self.path).map_err(|e| err(e.to_string()))?;
-        let stamp = (meta.modified().unwrap_or(SystemTime::UNIX_EPOCH), meta.len());
-        let mut cached = self.cached.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((mtime, len, token)) = cached.as_ref()
-            && (*mtime, *len) == stamp
-        {
-            return Ok(token.clone());
-        }
-        let text = std::fs::read_to_string(&self.path).map_err(|e| err(e.to_string()))?;
-        let token = text.trim().to_string();
-        if token.is_empty() {
-            return Err(err("the file is empty".to_string()));
-        }
-        *cached = Some((stamp.0, stamp.1, token.clone()));
-        Ok(token)
-    }
-}
-
 /// A connection to one SDK endpoint. Cheap to clone clients from; the channel reconnects by
 /// itself after the server comes back.
 #[derive(Debug)]
 pub struct SdkClient {
     endpoint: String,
     channel: Channel,
-    token: Option<TokenFile>,
+    token: Option<TokenSource>,
     timeout: Duration,
 }
 
 impl SdkClient {
     /// A client for `url` (not connected until the first call). Reads the CA file now.
-    pub fn new(url: &str, ca: Option<&Path>, token_file: Option<&Path>, timeout: Duration) -> Result<Self, OsdError> {
+    pub fn new(
+        url: &str,
+        ca: Option<&Path>,
+        credentials: Option<Credentials>,
+        timeout: Duration,
+    ) -> Result<Self, OsdError> {
         let setup = |what: &str, e: &dyn std::fmt::Display| OsdError::Setup(format!("{what}: {e}"));
         let mut endpoint = Endpoint::from_shared(url.to_string())
             .map_err(|e| setup(&format!("OpenStorage SDK endpoint {url}"), &e))?
@@ -150,7 +120,7 @@ impl SdkClient {
         Ok(Self {
             endpoint: url.to_string(),
             channel: endpoint.connect_lazy(),
-            token: token_file.map(|p| TokenFile::new(p.to_path_buf())),
+            token: credentials.map(TokenSource::new),
             timeout,
         })
     }
@@ -167,7 +137,7 @@ impl SdkClient {
         if let Some(token) = &self.token {
             let value = format!("bearer {}", token.current()?);
             let value = value.parse().map_err(|_| OsdError::Token {
-                path: token.path.clone(),
+                what: token.credentials().describe(),
                 message: "the token is not a valid header value".to_string(),
             })?;
             req.metadata_mut().insert("authorization", value);
@@ -195,7 +165,7 @@ impl SdkClient {
             }
             Code::Unauthenticated | Code::PermissionDenied => OsdError::AuthRejected {
                 endpoint: self.endpoint.clone(),
-                token_file: self.token.as_ref().map(|t| t.path.clone()),
+                credentials: self.token.as_ref().map(|t| t.credentials().clone()),
                 message,
             },
             Code::NotFound => OsdError::NotFound(message),
@@ -210,21 +180,6 @@ impl SdkClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_token_is_read_again_when_its_file_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("token");
-        let token = TokenFile::new(path.clone());
-        assert!(matches!(token.current(), Err(OsdError::Token { .. })));
-        std::fs::write(&path, "first\n").unwrap();
-        assert_eq!(token.current().unwrap(), "first");
-        std::fs::write(&path, "second-token\n").unwrap();
-        assert_eq!(token.current().unwrap(), "second-token");
-        std::fs::write(&path, "  \n").unwrap();
-        let err = token.current().unwrap_err().to_string();
-        assert!(err.contains("--osd-token-file") && err.contains("empty"), "{err}");
-    }
 
     #[tokio::test]
     async fn an_unreadable_ca_file_is_named() {
@@ -241,8 +196,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_rejected_token_names_its_file_and_a_missing_one_says_to_give_one() {
-        let with = SdkClient::new("http://127.0.0.1:1", None, Some(Path::new("/etc/px/token")), Duration::from_secs(1))
-            .unwrap();
+        let token = Some(Credentials::TokenFile("/etc/px/token".into()));
+        let with = SdkClient::new("http://127.0.0.1:1", None, token, Duration::from_secs(1)).unwrap();
         let err = with.error("Inspect", &tonic::Status::unauthenticated("token expired"));
         assert_eq!(
             err.to_string(),

@@ -64,8 +64,8 @@ pub struct OsdConfig {
     pub endpoint: EndpointSource,
     /// CA bundle (PEM) to verify the SDK's TLS certificate; TLS is on when set.
     pub ca: Option<PathBuf>,
-    /// File holding the bearer token (re-read when it changes).
-    pub token_file: Option<PathBuf>,
+    /// Where the bearer token comes from, on a cluster with security enabled.
+    pub credentials: Option<super::Credentials>,
     /// How often nodes and volumes are read.
     pub poll_interval: Duration,
     /// Deadline of each SDK call.
@@ -96,7 +96,7 @@ impl OsdConfig {
         Ok(Self {
             endpoint,
             ca,
-            token_file: None,
+            credentials: None,
             poll_interval: Duration::from_secs(10),
             call_timeout: Duration::from_secs(10),
             rack_label: "px/rack".into(),

@@ -18,6 +18,7 @@ pub mod nodes;
 pub mod proto;
 mod refresh;
 mod snapshots;
+pub mod token;
 pub mod volumes;
 
 use std::{collections::HashMap, sync::Arc};
@@ -30,6 +31,7 @@ use tokio::sync::Notify;
 pub use self::{
     client::{OsdError, SdkClient},
     config::{ConfigError, EndpointSource, OsdConfig},
+    token::Credentials,
 };
 use super::{Driver, Error, NodeInventory, SnapshotDriver, Volume};
 use crate::{cluster::ClusterView, metrics::ApiErrorLabels};

@@ -106,7 +106,7 @@ impl OsdDriver {
         let client = Arc::new(SdkClient::new(
             &url,
             self.config.ca.as_deref(),
-            self.config.token_file.as_deref(),
+            self.config.credentials.clone(),
             self.config.call_timeout,
         )?);
         tracing::info!(driver = super::NAME, endpoint = %url, tls = self.config.tls(), "OpenStorage SDK endpoint");

@@ -1,6 +1,7 @@
-//! The `openstorage` driver when the SDK fails: killed mid-run (nodes unknown, every node kept,
-//! no pod deleted, everything back once it returns) and with security on (a missing or expired
-//! token is one clear error naming the token file; a fresh token in the file is picked up).
+//! The `openstorage` driver when the SDK fails or is secured: killed mid-run (nodes unknown,
+//! every node kept, no pod deleted, everything back once it returns); with security on (a
+//! missing or expired token is one clear error naming the token file, a fresh token in the file
+//! is picked up, a shared secret signs stork's own tokens); over TLS (read with `--osd-ca`).
 
 use std::time::Duration;
 
@@ -15,6 +16,16 @@ use stork_e2e::objects::WAIT;
 /// The value of the metric series starting with `series` (0 when absent).
 fn metric(text: &str, series: &str) -> f64 {
     text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.trim().parse().ok())).unwrap_or(0.0)
+}
+
+/// Waits until `/readyz` has no warning and stork counts `n` Online driver nodes.
+async fn nodes_known(stork: &PxStork, n: usize) {
+    wait_for(&format!("/readyz without a warning and {n} Online driver nodes"), WAIT, || async {
+        let (r, m) = (stork.readyz(), stork.metrics());
+        let online = metric(&m, r#"stork_driver_nodes{status="Online"} "#);
+        if !r.contains("warning") && online == n as f64 { Ok(()) } else { Err(format!("{r} online={online}")) }
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -66,9 +77,11 @@ async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers
 }
 
 #[tokio::test]
-async fn with_sdk_security_a_missing_or_expired_token_is_one_clear_error_and_a_fresh_one_is_picked_up() {
+async fn with_sdk_security_a_missing_or_expired_token_is_one_clear_error_a_fresh_one_is_picked_up_and_a_shared_secret_works()
+ {
     let (cluster, client) = shared().await;
-    let server = OsdServer::start(OsdOptions { jwt_secret: Some("e2e-shared-secret".into()) }).expect("osd-harness");
+    let server = OsdServer::start(OsdOptions { jwt_secret: Some("e2e-shared-secret".into()), ..OsdOptions::default() })
+        .expect("osd-harness");
     let names = nodes(&client, &server, "pxa", 45).await;
 
     let stork = PxStork::start(cluster, &server.endpoint, &[]);
@@ -101,10 +114,35 @@ async fn with_sdk_security_a_missing_or_expired_token_is_one_clear_error_and_a_f
 
     // A fresh token in the same file: read again without a restart.
     std::fs::write(&token_file, server.token("1h").unwrap()).unwrap();
-    wait_for("/readyz without a warning and the nodes known", WAIT, || async {
-        let (r, m) = (stork.readyz(), stork.metrics());
-        let online = metric(&m, r#"stork_driver_nodes{status="Online"} "#);
-        if !r.contains("warning") && online == 3.0 { Ok(()) } else { Err(format!("{r} online={online}")) }
+    nodes_known(&stork, 3).await;
+    drop(stork);
+
+    // No token at all, the shared secret instead: stork signs its own tokens, as Stork does.
+    let secret_file = server.dir().join("shared-secret");
+    std::fs::write(&secret_file, "e2e-shared-secret\n").unwrap();
+    let secret = format!("--osd-shared-secret-file={}", secret_file.display());
+    let stork = PxStork::start(cluster, &server.endpoint, &[&secret, "--osd-jwt-issuer=stork-e2e"]);
+    nodes_known(&stork, 3).await;
+    drop(stork);
+    stork_e2e::delete_nodes(&client, &names.iter().map(String::as_str).collect::<Vec<_>>()).await;
+}
+
+#[tokio::test]
+async fn over_tls_the_sdk_is_read_with_the_ca_given_and_a_plaintext_endpoint_is_an_error_not_a_down_node() {
+    let (cluster, client) = shared().await;
+    let server = OsdServer::start(OsdOptions { tls: true, ..OsdOptions::default() }).expect("osd-harness with TLS");
+    let names = nodes(&client, &server, "pxt", 46).await;
+    let ca = format!("--osd-ca={}", server.ca().display());
+    let stork = PxStork::start(cluster, &server.endpoint, &[&ca]);
+    nodes_known(&stork, 3).await;
+    drop(stork);
+
+    // The TLS port spoken to in plaintext: an unreachable SDK, reported as such.
+    let plaintext = server.endpoint.replace("https://", "http://");
+    let stork = PxStork::start(cluster, &plaintext, &[]);
+    wait_for("/readyz saying the SDK is unreachable", WAIT, || async {
+        let r = stork.readyz();
+        if r.contains(" 200 ") && r.contains("is unreachable") { Ok(()) } else { Err(r) }
     })
     .await;
     drop(stork);
