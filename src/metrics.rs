@@ -282,6 +282,9 @@ pub struct MonitorMetrics {
     pub actions: Family<ReasonLabels, Counter>,
     /// Actions not taken, by reason (`stork_monitor_skipped_total`).
     pub skipped: Family<ReasonLabels, Counter>,
+    /// Passes over the pods while leading (`stork_monitor_passes_total`): that the monitor is
+    /// running, and how many chances it had to act.
+    pub passes: Counter,
     /// 1 while this replica holds the leader lease (`stork_leader`).
     pub leader: Gauge,
     /// Kubernetes nodes whose driver the monitor saw down and is re-checking or draining
@@ -295,6 +298,7 @@ impl MonitorMetrics {
             rescheduled: Counter::default(),
             actions: Family::default(),
             skipped: Family::default(),
+            passes: Counter::default(),
             leader: Gauge::default(),
             tracked: Gauge::default(),
         };
@@ -302,6 +306,7 @@ impl MonitorMetrics {
         r.register("stork_pods_rescheduled", "Pods deleted by the health monitor", m.rescheduled.clone());
         r.register("stork_monitor_actions", "Health monitor decisions on pods, by outcome", m.actions.clone());
         r.register("stork_monitor_skipped", "Health monitor actions not taken, by reason", m.skipped.clone());
+        r.register("stork_monitor_passes", "Health monitor passes over the pods while leading", m.passes.clone());
         r.register("stork_leader", "1 while this replica is the leader", m.leader.clone());
         r.register(
             "stork_monitor_nodes_tracked",

@@ -89,6 +89,7 @@ impl Monitor {
         let answer = inventory.as_deref().map_err(ToString::to_string);
         let step = planner.step(Instant::now(), answer, &nodes, &infos);
         let m = &self.metrics.monitor;
+        m.passes.inc();
         m.tracked.set(i64::try_from(planner.tracked().len()).unwrap_or(i64::MAX));
         for skip in &step.skipped {
             m.skipped.get_or_create(&ReasonLabels { reason: skip.as_str() }).inc();

@@ -1,10 +1,7 @@
 //! Webhook latency under attack: `/mutate` reviews, each on a fresh TLS connection (connect,
 //! handshake, request, answer all timed), at a steady rate, and their percentiles.
 
-use std::{
-    sync::atomic::{AtomicBool, Ordering},
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
@@ -12,6 +9,7 @@ use crate::{
     client::{Endpoint, Request},
     fixtures,
     report::{Outcome, ms},
+    wait::Stop,
 };
 
 /// How long one review may take before it counts as unanswered.
@@ -43,15 +41,15 @@ pub struct Pace {
 /// Sends reviews at `pace` until its count or deadline, or until `stop` is set, each at its due
 /// time whether or not earlier ones were answered (a slow server must not slow the probe down
 /// and so hide its own latency); returns when every review has ended.
-pub fn probe(https: &Endpoint, pace: Pace, stop: &AtomicBool) -> Vec<Sample> {
+pub fn probe(https: &Endpoint, pace: Pace, stop: &Stop) -> Vec<Sample> {
     std::thread::scope(|s| {
         let mut sent = Vec::new();
         let start = Instant::now();
         let gap = Duration::from_secs_f64(1.0 / pace.per_second);
-        while sent.len() < pace.count && Instant::now() < pace.until && !stop.load(Ordering::Relaxed) {
+        while sent.len() < pace.count && Instant::now() < pace.until {
             let due = start + gap * sent.len() as u32;
-            if let Some(wait) = due.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait); // pacing: bounded by the gap between reviews
+            if stop.wait(due.saturating_duration_since(Instant::now())) {
+                break;
             }
             let uid = format!("abuse-probe-{}", sent.len());
             sent.push(s.spawn(move || review(https, &uid)));

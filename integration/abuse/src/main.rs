@@ -12,6 +12,7 @@ mod latency;
 mod report;
 mod response;
 mod stream;
+mod wait;
 
 use std::{path::PathBuf, process::ExitCode};
 

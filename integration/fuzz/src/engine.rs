@@ -209,7 +209,7 @@ fn watch(
         if lanes.iter().all(|l| l.handle.is_finished()) {
             return false;
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(50)); // poll the lanes until every one has finished
         for (i, lane) in lanes.iter().enumerate() {
             let beat = lane.heartbeat.load(Ordering::Relaxed);
             if beat != last[i].0 || lane.handle.is_finished() {

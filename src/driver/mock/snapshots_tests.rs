@@ -327,7 +327,7 @@ async fn a_state_file_written_elsewhere_is_picked_up_by_the_watch() {
     writer.restore_volume("s1", "pvc-1", &none()).await.unwrap();
     let seen = tokio::time::timeout(Duration::from_secs(10), async {
         while volume(&watched, "pvc-1").is_none() {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(20)).await; // poll until the timeout
         }
     })
     .await;

@@ -12,7 +12,6 @@
 use std::{
     collections::BTreeMap,
     io::{Read, Write},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -25,6 +24,7 @@ use crate::{
     harness::{Ctx, Target},
     latency::percentile,
     report::{Outcome, ms, size},
+    wait::Stop,
 };
 
 /// Each kind of body, concurrently.
@@ -157,9 +157,9 @@ fn judge_slow(path: &str, end: &SlowEnd) -> (Option<Duration>, Result<(), String
 }
 
 /// Ordinary `/filter` and `/mutate` requests on fresh connections, 4 a second, until `stop`.
-fn ordinary_requests(target: &Target, stop: &AtomicBool) -> Vec<(&'static str, Result<u16, String>, Duration)> {
+fn ordinary_requests(target: &Target, stop: &Stop) -> Vec<(&'static str, Result<u16, String>, Duration)> {
     let mut seen = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         let uid = format!("abuse-ordinary-{}", seen.len());
         let (path, body) = match seen.len() % 2 {
             0 => ("/filter", fixtures::FILTER_ARGS.as_bytes().to_vec()),
@@ -174,9 +174,11 @@ fn ordinary_requests(target: &Target, stop: &AtomicBool) -> Vec<(&'static str, R
             Ok(r) => Err(format!("HTTP {} {}", r.status, String::from_utf8_lossy(&r.body[..r.body.len().min(200)]))),
         };
         seen.push((path, result, start.elapsed()));
-        std::thread::sleep(Duration::from_millis(250)); // pacing between ordinary requests
+        // Ordinary traffic: four requests a second, until the big and slow bodies are done.
+        if stop.wait(Duration::from_millis(250)) {
+            return seen;
+        }
     }
-    seen
 }
 
 /// Whether a big body's answer is acceptable (and what it was), else what was wrong with it.
@@ -226,7 +228,7 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
         (&target.https, "/mutate"),
         (&target.https, "/validate"),
     ];
-    let stop = AtomicBool::new(false);
+    let stop = Stop::new();
     let (big, slow, ordinary) = std::thread::scope(|s| {
         let ordinary = s.spawn(|| ordinary_requests(&target, &stop));
         let big: Vec<_> = (0..BIG)
@@ -246,7 +248,7 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
             .collect();
         let big: Vec<_> = big.into_iter().map(|h| h.join().expect("big body thread")).collect();
         let slow: Vec<_> = slow.into_iter().map(|h| h.join().expect("slow body thread")).collect();
-        stop.store(true, Ordering::Relaxed);
+        stop.set();
         (big, slow, ordinary.join().expect("ordinary requests thread"))
     });
 

@@ -11,7 +11,7 @@ use std::{
     fs::File,
     io::{BufWriter, Write},
     path::{Path, PathBuf},
-    sync::atomic::{AtomicBool, Ordering},
+    sync::atomic::{AtomicUsize, Ordering},
     time::{Duration, Instant},
 };
 
@@ -26,6 +26,7 @@ use crate::{
     harness::Ctx,
     latency::{self, Pace},
     report::{Outcome, ms, size},
+    wait::{self, Stop},
 };
 
 /// Claims of the pod (each a bound volume with three replicas).
@@ -95,14 +96,16 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
     );
 
     let duration = Duration::from_secs(if ctx.smoke { 8 } else { 15 });
-    let stop = AtomicBool::new(false);
-    let (flood, samples) = std::thread::scope(|s| {
+    let stop = Stop::new();
+    // Clients that have had an answer (or a failure): once all have, the server is flooded.
+    let answered = AtomicUsize::new(0);
+    let (flood, samples, flooding) = std::thread::scope(|s| {
         let clients: Vec<_> = (0..CLIENTS)
             .map(|_| {
                 s.spawn(|| {
                     let mut conn = Conn::new(target.https.clone());
                     let mut seen = Vec::new();
-                    while !stop.load(Ordering::Relaxed) {
+                    while !stop.is_set() {
                         let start = Instant::now();
                         let result = conn.request(&req, 8 << 20, EXTENDER_LIMIT + Duration::from_millis(500));
                         let took = start.elapsed();
@@ -110,23 +113,32 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
                         if result.is_err() {
                             conn = Conn::new(target.https.clone());
                         }
+                        if seen.is_empty() {
+                            answered.fetch_add(1, Ordering::Relaxed);
+                        }
                         seen.push((classify(&result, took), took));
-                        if busy {
-                            // The scheduler's next attempt at a pod comes later, not at once.
-                            std::thread::sleep(Duration::from_millis(100));
+                        // The scheduler's next attempt at a pod comes later, not at once.
+                        if busy && stop.wait(Duration::from_millis(100)) {
+                            break;
                         }
                     }
                     seen
                 })
             })
             .collect();
-        std::thread::sleep(Duration::from_secs(1)); // let the flood occupy the server first
+        // The probe starts once every client has been answered once: the server is then busy
+        // with the flood, not warming up.
+        let flooding =
+            wait::until(EXTENDER_LIMIT * 3, Duration::from_millis(20), || answered.load(Ordering::Relaxed) == CLIENTS);
         let pace = Pace { per_second: 20.0, count: usize::MAX, until: Instant::now() + duration };
         let samples = latency::probe(&target.https, pace, &stop);
-        stop.store(true, Ordering::Relaxed);
+        stop.set();
         let flood: Vec<(String, Duration)> =
             clients.into_iter().flat_map(|c| c.join().expect("flood client thread")).collect();
-        (flood, samples)
+        (flood, samples, flooding)
+    });
+    out.check(flooding, || {
+        format!("not every flood client had its first /prioritize answered within {:?}", EXTENDER_LIMIT * 3)
     });
 
     let mut answers: BTreeMap<&str, u64> = BTreeMap::new();

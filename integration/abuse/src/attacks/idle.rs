@@ -7,7 +7,6 @@
 use std::{
     io::ErrorKind,
     net::{SocketAddr, TcpStream},
-    sync::atomic::{AtomicBool, Ordering},
     time::{Duration, Instant},
 };
 
@@ -17,6 +16,7 @@ use crate::{
     harness::Ctx,
     latency::{self, Pace},
     report::Outcome,
+    wait::Stop,
 };
 
 /// Idle connections held.
@@ -44,10 +44,10 @@ struct Kept {
 }
 
 /// Every 200 ms, reopens the connections the server closed, until `stop`.
-fn keep_open(idle: &mut [TcpStream], addr: SocketAddr, began: Instant, stop: &AtomicBool) -> Kept {
+fn keep_open(idle: &mut [TcpStream], addr: SocketAddr, began: Instant, stop: &Stop) -> Kept {
     let mut kept = Kept::default();
     let mut byte = [0u8; 1];
-    while !stop.load(Ordering::Relaxed) {
+    loop {
         for s in idle.iter_mut() {
             let alive = match s.peek(&mut byte) {
                 Ok(0) => false,
@@ -63,9 +63,10 @@ fn keep_open(idle: &mut [TcpStream], addr: SocketAddr, began: Instant, stop: &At
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(200)); // next check of the held connections
+        if stop.wait(Duration::from_millis(200)) {
+            return kept;
+        }
     }
-    kept
 }
 
 /// Runs the attack.
@@ -86,12 +87,12 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
     out.figure("idle_connects_refused", refused);
     out.check(idle.len() == IDLE, || format!("only {} of {IDLE} idle connections could be opened", idle.len()));
 
-    let stop = AtomicBool::new(false);
+    let stop = Stop::new();
     let (samples, kept) = std::thread::scope(|s| {
         let keeper = s.spawn(|| keep_open(&mut idle, addr, began, &stop));
         let pace = Pace { per_second: RATE, count: REVIEWS, until: Instant::now() + Duration::from_secs(60) };
-        let samples = latency::probe(&target.https, pace, &AtomicBool::new(false));
-        stop.store(true, Ordering::Relaxed);
+        let samples = latency::probe(&target.https, pace, &Stop::new());
+        stop.set();
         (samples, keeper.join().expect("idle keeper thread"))
     });
     out.figure("idle_closed_by_server", kept.closed_by_server);

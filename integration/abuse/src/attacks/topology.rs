@@ -1,7 +1,7 @@
 //! Attack 5, topology file: stork serves a mock topology from a file that is then, in turn, cut
 //! in half mid-line, emptied, replaced by comments only, replaced by garbage bytes, rewritten
-//! non-atomically (half, a second's pause, the rest), and finally restored atomically, while
-//! `/filter` is asked every 20 ms.
+//! non-atomically (half, held until stork has refused it, then the rest), and finally restored
+//! atomically, while `/filter` is asked every 20 ms.
 //!
 //! Asserted: every `/filter` answer equals the baseline (the last good state keeps serving);
 //! `stork_driver_config_errors_total` (summed over label sets) rises for each bad file; `/readyz`
@@ -11,8 +11,8 @@ use std::{
     collections::BTreeMap,
     io::Write,
     path::Path,
-    sync::atomic::{AtomicBool, AtomicUsize, Ordering},
-    time::{Duration, Instant},
+    sync::atomic::{AtomicUsize, Ordering},
+    time::Duration,
 };
 
 use serde_json::{Value, json};
@@ -24,6 +24,7 @@ use crate::{
     fixtures::{self, FILTER_ARGS},
     harness::Ctx,
     report::Outcome,
+    wait::{self, Stop},
 };
 
 /// The metric that counts refused driver configurations.
@@ -67,16 +68,22 @@ fn mentions_refusal(body: &str, good: &str) -> bool {
     body != good && body.to_lowercase().contains("topology")
 }
 
-/// Polls `until` every 100 ms up to `limit`; whether it held.
-fn poll(limit: Duration, mut until: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + limit;
-    while Instant::now() < deadline {
-        if until() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(100)); // poll until the deadline
-    }
-    until()
+/// Checks `until` every 100 ms up to `limit`; whether it held.
+fn poll(limit: Duration, until: impl FnMut() -> bool) -> bool {
+    wait::until(limit, Duration::from_millis(100), until)
+}
+
+/// `/filter` answers the poller must see in a phase before the next one starts, so that every
+/// phase is asked about, however fast or slow the answers come.
+const POLLS_PER_PHASE: usize = 10;
+
+/// Waits until the poller has asked `/filter` [`POLLS_PER_PHASE`] more times; whether it did
+/// within 10 s.
+fn polled_more(polls: &AtomicUsize) -> bool {
+    let from = polls.load(Ordering::Relaxed);
+    wait::until(Duration::from_secs(10), Duration::from_millis(10), || {
+        polls.load(Ordering::Relaxed) >= from + POLLS_PER_PHASE
+    })
 }
 
 /// The first half of `good`, cut in the middle of a line.
@@ -115,14 +122,15 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
     anyhow::ensure!(baseline.status == 200, "baseline /filter answered {}", baseline.status);
     let baseline: Value = serde_json::from_slice(&baseline.body)?;
 
-    let stop = AtomicBool::new(false);
+    let stop = Stop::new();
     let phase = AtomicUsize::new(0);
+    let asked = AtomicUsize::new(0);
     let polls = std::thread::scope(|s| {
         let poller = s.spawn(|| {
             let mut conn = Conn::new(target.plain.clone());
             let (mut total, mut differing) = (0usize, Vec::new());
             let mut by_phase: BTreeMap<&str, u64> = BTreeMap::new();
-            while !stop.load(Ordering::Relaxed) {
+            while !stop.is_set() {
                 total += 1;
                 let answer = conn.request(&filter, 1 << 20, Duration::from_secs(5));
                 let same = answer.as_ref().is_ok_and(|r| {
@@ -138,12 +146,15 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
                     differing.push(format!("({now}) {seen}"));
                     conn = Conn::new(target.plain.clone());
                 }
-                std::thread::sleep(Duration::from_millis(20)); // the poll interval
+                asked.fetch_add(1, Ordering::Relaxed);
+                if stop.wait(Duration::from_millis(20)) {
+                    break;
+                }
             }
             (total, differing, by_phase)
         });
-        steps(out, &target.admin, &topology, &good, &phase);
-        stop.store(true, Ordering::Relaxed);
+        steps(out, &target.admin, &topology, &good, (&phase, &asked));
+        stop.set();
         poller.join().expect("filter poller thread")
     });
     let (total, differing, by_phase) = polls;
@@ -162,7 +173,13 @@ pub fn run(ctx: &Ctx, out: &mut Outcome) -> anyhow::Result<()> {
 
 /// Writes each bad file, then the non-atomic rewrite, then the atomic restore, checking the
 /// metric and `/readyz` along the way.
-fn steps(out: &mut Outcome, admin: &Endpoint, topology: &Path, good: &[u8], phase: &AtomicUsize) {
+fn steps(
+    out: &mut Outcome,
+    admin: &Endpoint,
+    topology: &Path,
+    good: &[u8],
+    (phase, asked): (&AtomicUsize, &AtomicUsize),
+) {
     let (_, good_readyz) = readyz(admin);
     out.figure("readyz_good", good_readyz.clone());
     // Absent until the first refusal (a family without samples is not exposed): 0 then.
@@ -192,20 +209,26 @@ fn steps(out: &mut Outcome, admin: &Endpoint, topology: &Path, good: &[u8], phas
         out.check(mentions_refusal(&body, &good_readyz), || {
             format!("topology {name}: /readyz ({status}) does not mention the refused topology: {body:?}")
         });
-        std::thread::sleep(Duration::from_millis(300)); // let /filter be asked while the file is bad
+        out.check(polled_more(asked), || format!("topology {name}: /filter was not asked while the file was bad"));
     }
     out.figure("config_errors_rise", Value::Object(rises));
 
     // Non-atomic rewrite: a reader may see the first half for a second.
     phase.store(5, Ordering::Relaxed);
     let cut = half(good);
+    let before = metric(admin, METRIC).unwrap_or(0.0);
+    let mut refused_half = false;
     let rewrite = std::fs::File::create(topology).and_then(|mut f| {
         f.write_all(cut)?;
         f.sync_data()?;
-        std::thread::sleep(Duration::from_secs(1)); // the window in which half a file is visible
+        // Half a file stays visible until stork has refused what it read and /filter has been
+        // asked meanwhile: the window a slow writer leaves open.
+        refused_half = poll(NOTICE, || metric(admin, METRIC).is_some_and(|v| v > before));
+        polled_more(asked);
         f.write_all(&good[cut.len()..])?;
         f.sync_data()
     });
+    out.check(refused_half, || format!("the half-written topology was not refused within {NOTICE:?}"));
     out.check(rewrite.is_ok(), || format!("could not rewrite the topology: {rewrite:?}"));
 
     // Atomic restore: write a temporary file, rename it over the topology.
@@ -219,7 +242,8 @@ fn steps(out: &mut Outcome, admin: &Endpoint, topology: &Path, good: &[u8], phas
     out.check(cleared, || {
         format!("/readyz still mentions the topology 10 s after the good file was restored: {body:?}")
     });
-    std::thread::sleep(Duration::from_millis(500)); // a last stretch of /filter polls on the good file
+    // A last stretch of /filter answers on the good file.
+    out.check(polled_more(asked), || "/filter was not asked after the restore".into());
 }
 
 #[cfg(test)]

@@ -229,13 +229,15 @@ async fn when_the_leader_dies_the_other_replica_takes_over_and_deletes_each_pod_
     set_status(cluster, &down, "Offline");
     let now = failed_over(&client, &ns, &placed, &down).await;
     // The node stays Offline: recreated pods are elsewhere and are never deleted again. Watch
-    // that placement and the deletion count hold for several monitor intervals.
-    let holds_until = tokio::time::Instant::now() + Duration::from_secs(6);
-    while tokio::time::Instant::now() < holds_until {
+    // that placement and the deletion count hold over three more passes of the monitor.
+    let passes = other.metric("stork_monitor_passes_total");
+    wait_for("three monitor passes with the placement and deletions unchanged", WAIT, || async {
         assert_eq!(running(&client, &ns, 3).await, now);
         assert_eq!(other.metric("stork_pods_rescheduled_total"), on_down as f64, "{}", other.log_tail(30));
-        tokio::time::sleep(Duration::from_millis(500)).await; // poll until the deadline
-    }
+        let seen = other.metric("stork_monitor_passes_total");
+        if seen >= passes + 3.0 { Ok(()) } else { Err(format!("{seen} passes, from {passes}")) }
+    })
+    .await;
     set_status(cluster, &down, "Online");
     drop(other);
     cleanup(&client, &ns, "ha").await;

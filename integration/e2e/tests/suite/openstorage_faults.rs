@@ -2,9 +2,6 @@
 //! every node kept, no pod deleted, everything back once it returns); with security on (a
 //! missing or expired token is one clear error naming the token file, a fresh token in the file
 //! is picked up, a shared secret signs stork's own tokens); over TLS (read with `--osd-ca`).
-
-use std::time::Duration;
-
 use stork_e2e::{
     osd::{OsdOptions, OsdServer},
     shared, wait_for,
@@ -12,6 +9,9 @@ use stork_e2e::{
 
 use super::{PxStork, PxWorld, deployment, explained, nodes, running_db};
 use stork_e2e::objects::WAIT;
+
+/// Failed reads of the SDK's node list because it could not be reached.
+const UNREACHABLE: &str = r#"stork_driver_api_errors_total{call="nodes",kind="unreachable"} "#;
 
 /// The value of the metric series starting with `series` (0 when absent).
 fn metric(text: &str, series: &str) -> f64 {
@@ -52,14 +52,20 @@ async fn while_the_sdk_is_down_nodes_are_kept_no_pod_is_deleted_and_all_recovers
         if names.iter().all(|n| kept.contains(n)) { Ok(()) } else { Err(format!("{kept:?}")) }
     })
     .await;
-    let holds_until = tokio::time::Instant::now() + Duration::from_secs(8);
-    while tokio::time::Instant::now() < holds_until {
+    // Over three more monitor passes and two more failed reads of the SDK, nothing is deleted.
+    let before = w.stork.metrics();
+    let passes = metric(&before, "stork_monitor_passes_total ");
+    let failures = metric(&before, UNREACHABLE);
+    wait_for("three monitor passes and two failed SDK reads with no pod deleted", WAIT, || async {
         assert_eq!(running_db(&pods).await.1, uid, "no pod deleted while the SDK is down");
-        tokio::time::sleep(Duration::from_millis(500)).await; // poll until the deadline
-    }
+        let m = w.stork.metrics();
+        let (p, f) = (metric(&m, "stork_monitor_passes_total "), metric(&m, UNREACHABLE));
+        if p >= passes + 3.0 && f >= failures + 2.0 { Ok(()) } else { Err(format!("passes {p}, failed reads {f}")) }
+    })
+    .await;
     let m = w.stork.metrics();
     assert_eq!(metric(&m, "stork_pods_rescheduled_total "), 0.0);
-    assert!(metric(&m, r#"stork_driver_api_errors_total{call="nodes",kind="unreachable"} "#) >= 1.0, "{m}");
+    assert!(metric(&m, UNREACHABLE) >= 1.0, "{m}");
 
     w.server.restart().expect("osd-harness again");
     let ips: Vec<String> = (1..=5).map(|i| format!("10.44.0.{i}")).collect();
